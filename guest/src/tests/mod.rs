@@ -1,0 +1,6 @@
+//! Native tests of the plain modules, driven through an in-memory
+//! capability (no component, no host).
+
+mod render_tests;
+mod request_tests;
+mod signal_run_ref_tests;
