@@ -5,18 +5,20 @@
 //! capability, maps errors to statuses and renders JSON bodies and
 //! server-sent-event frames. The host only routes and runs processes.
 //!
-//! Everything that decides lives in plain modules ([`request`], [`render`],
-//! [`model`]) with no generated bindings, so it is
+//! Everything that decides lives in plain modules ([`api`], [`request`],
+//! [`render`], [`sse`], [`model`]) with no generated bindings, so it is
 //! tested natively against a fake [`model::Capability`]. With the default
 //! `component` feature, a thin bindings layer connects it to the WIT world
 //! `guest` (imports `process`, exports `api`).
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod json;
 pub mod model;
 pub mod render;
 pub mod request;
+pub mod sse;
 
 #[cfg(test)]
 mod tests;
