@@ -20,5 +20,8 @@ pub mod render;
 pub mod request;
 pub mod sse;
 
+#[cfg(feature = "component")]
+mod bindings;
+
 #[cfg(test)]
 mod tests;
