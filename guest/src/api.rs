@@ -78,9 +78,9 @@ pub fn close_stdin<C: Capability + ?Sized>(cap: &C, process_ref: &str) -> Reply 
 
 /// `GET /processes/{ref}/stdout|stderr|output`: every captured line so far.
 ///
-/// Reads until a read returns no line, never waiting: the host's buffer is
-/// bounded, so this ends, and the metadata-speed reply the client expects
-/// stays fast.
+/// Reads until a read returns fewer lines than asked for, never waiting:
+/// what was captured when the call began, and perhaps a little more, so the
+/// reply stays as fast as the client expects of it.
 pub fn output<C: Capability + ?Sized>(
     cap: &C,
     process_ref: &str,
@@ -95,11 +95,14 @@ pub fn output<C: Capability + ?Sized>(
             let chunk = cap.read_output(pid, selector, cursor, OUTPUT_BATCH, 0)?;
             // `dropped` counts since the start, so the latest is the total.
             dropped = dropped.max(chunk.dropped);
-            if chunk.lines.is_empty() {
-                break;
-            }
+            let caught_up = chunk.lines.len() < OUTPUT_BATCH as usize;
             cursor = chunk.next_cursor;
             lines.extend(chunk.lines.into_iter().map(|line| line.line));
+            // A short read means the reader caught up: stop there, so a
+            // child writing faster than we read cannot keep this call going.
+            if caught_up {
+                break;
+            }
         }
         Ok(json(200, render::output_reply(pid, &lines, dropped)))
     })())
