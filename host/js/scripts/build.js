@@ -1,0 +1,68 @@
+// Transpiles the guest component with jco into gen/, from the very .wasm
+// the Rust host embeds (target/wasm/ at the repository root), and records
+// the source's SHA-256 so that src/host.js can refuse a stale gen/.
+//
+//   node scripts/build.js [path/to/sandbox_process_guest.wasm]
+
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkg = resolve(here, '..');
+const repo = resolve(pkg, '../..');
+const wasm = resolve(process.argv[2] ?? join(repo, 'target/wasm/sandbox_process_guest.wasm'));
+const out = join(pkg, 'gen');
+
+if (!existsSync(wasm)) {
+  console.error(
+    `error: ${relative(process.cwd(), wasm)} does not exist.\n` +
+      'Build it first: `cargo build -p sandbox-process` at the repository root copies the\n' +
+      'embedded guest there (or, for development: `cargo build -p sandbox-process-guest\n' +
+      '--target wasm32-wasip2 --release` and copy target/wasm32-wasip2/release/\n' +
+      'sandbox_process_guest.wasm to target/wasm/).',
+  );
+  process.exit(1);
+}
+
+// jco's CLI, run by this Node: the version is the one package-lock.json pins.
+// (jco's `exports` hide its package.json from require.resolve.)
+const jcoPackage = join(pkg, 'node_modules/@bytecodealliance/jco/package.json');
+if (!existsSync(jcoPackage)) {
+  console.error('error: @bytecodealliance/jco is not installed; run `npm ci` in host/js first.');
+  process.exit(1);
+}
+const jcoBin = join(dirname(jcoPackage), JSON.parse(readFileSync(jcoPackage, 'utf8')).bin.jco);
+
+rmSync(out, { recursive: true, force: true });
+const args = [
+  jcoBin,
+  'transpile',
+  wasm,
+  '--out-dir',
+  out,
+  '--name',
+  'guest',
+  // The importer passes every import (WASI shims and the process capability)
+  // to `instantiate`, so that each host brings its own capability object.
+  '--instantiation',
+  'async',
+  '--quiet',
+];
+const result = spawnSync(process.execPath, args, { stdio: 'inherit' });
+if (result.status !== 0) {
+  console.error(`error: jco transpile failed (${result.status ?? result.signal})`);
+  process.exit(1);
+}
+
+const bytes = readFileSync(wasm);
+const stamp = {
+  source: relative(repo, wasm),
+  sha256: createHash('sha256').update(bytes).digest('hex'),
+  bytes: bytes.length,
+  jco: JSON.parse(readFileSync(jcoPackage, 'utf8')).version,
+};
+writeFileSync(join(out, 'source.json'), JSON.stringify(stamp, null, 2) + '\n');
+console.log(`transpiled ${stamp.source} (${stamp.bytes} bytes, sha256 ${stamp.sha256.slice(0, 12)}…) into gen/`);
