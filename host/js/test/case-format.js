@@ -1,0 +1,134 @@
+// The shared case format (tests/cases/README.md), as the Node runner
+// reads it: bodies, the JSON pattern matcher, the checks of an `expect`,
+// and the steps of one case against a Host.
+
+import assert from 'node:assert/strict';
+
+/** How long an `await_exit` step waits, as the format says. */
+export const AWAIT_EXIT_MS = 10_000;
+/** Every call a step may make. */
+export const CALLS = ['start', 'validate', 'signal', 'get', 'kill', 'close_stdin', 'write_stdin', 'output', 'list', 'health', 'await_exit'];
+
+/** The body of a step as bytes: `raw`, `raw_hex`, or `body` serialized compactly. */
+export function bodyOf(step) {
+  if ('raw' in step) return new TextEncoder().encode(step.raw);
+  if ('raw_hex' in step) return new Uint8Array(Buffer.from(step.raw_hex, 'hex'));
+  if ('body' in step) return new TextEncoder().encode(JSON.stringify(step.body));
+  throw new Error('the step has no body, raw or raw_hex');
+}
+
+/**
+ * Whether `value` matches `pattern`: an object matches when every key of
+ * the pattern is there and matches; an array element-wise with the same
+ * length; "<any>" anything; "<number>" any number; else equality.
+ * Returns a description of the first mismatch, or null.
+ */
+export function mismatch(pattern, value, path = '$') {
+  if (pattern === '<any>') return null;
+  if (pattern === '<number>') return typeof value === 'number' ? null : `${path}: expected a number, got ${JSON.stringify(value)}`;
+  if (Array.isArray(pattern)) {
+    if (!Array.isArray(value)) return `${path}: expected an array, got ${JSON.stringify(value)}`;
+    if (value.length !== pattern.length) return `${path}: expected ${pattern.length} elements, got ${value.length}: ${JSON.stringify(value)}`;
+    for (let i = 0; i < pattern.length; i++) {
+      const m = mismatch(pattern[i], value[i], `${path}[${i}]`);
+      if (m) return m;
+    }
+    return null;
+  }
+  if (pattern !== null && typeof pattern === 'object') {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return `${path}: expected an object, got ${JSON.stringify(value)}`;
+    for (const key of Object.keys(pattern)) {
+      if (!Object.hasOwn(value, key)) return `${path}.${key}: missing`;
+      const m = mismatch(pattern[key], value[key], `${path}.${key}`);
+      if (m) return m;
+    }
+    return null;
+  }
+  return pattern === value ? null : `${path}: expected ${JSON.stringify(pattern)}, got ${JSON.stringify(value)}`;
+}
+
+/** Checks one reply against a step's `expect`. */
+export function check(reply, expect, where) {
+  const show = `${where}: got ${reply.status} ${reply.body}`;
+  assert.equal(reply.status, expect.status, show);
+  if (reply.status === 204) {
+    assert.equal(reply.body, '', `${show}: a 204 reply has an empty body`);
+  }
+  const needsJson = ['code', 'error_contains', 'json', 'keys'].some((k) => k in expect);
+  if (!needsJson) return;
+  let body;
+  try {
+    body = JSON.parse(reply.body);
+  } catch {
+    assert.fail(`${show}: the body is not JSON`);
+  }
+  if ('code' in expect) assert.equal(body?.code, expect.code, show);
+  if ('error_contains' in expect) {
+    assert.equal(typeof body?.error, 'string', `${show}: no error message`);
+    assert.ok(body.error.includes(expect.error_contains), `${show}: the error should mention ${JSON.stringify(expect.error_contains)}`);
+  }
+  if ('keys' in expect) {
+    assert.deepEqual(Object.keys(body ?? {}).sort(), [...expect.keys].sort(), `${show}: keys`);
+  }
+  if ('json' in expect) {
+    const m = mismatch(expect.json, body);
+    assert.equal(m, null, `${show}: ${m}`);
+  }
+}
+
+/** Runs the steps of one case against `host`. */
+export async function runCase(host, kase, file) {
+  let pid = null;
+  const refOf = (step) => {
+    assert.equal(typeof step.ref, 'string', 'the step needs a "ref" string');
+    return pid === null ? step.ref : step.ref.replaceAll('$pid', String(pid));
+  };
+  for (const [i, step] of kase.steps.entries()) {
+    const where = `${file} / ${kase.name} / step ${i} (${step.call})`;
+    assert.ok(CALLS.includes(step.call), `${where}: unknown call`);
+    let reply;
+    switch (step.call) {
+      case 'start':
+        reply = host.start(bodyOf(step));
+        if (reply.status === 201) pid = JSON.parse(reply.body).pid;
+        break;
+      case 'validate':
+        reply = host.validate(bodyOf(step));
+        break;
+      case 'signal':
+        reply = host.signal(refOf(step), bodyOf(step));
+        break;
+      case 'get':
+        reply = host.get(refOf(step));
+        break;
+      case 'kill':
+        reply = host.kill(refOf(step));
+        break;
+      case 'close_stdin':
+        reply = host.closeStdin(refOf(step));
+        break;
+      case 'write_stdin':
+        reply = host.writeStdin(refOf(step), new TextEncoder().encode(step.data));
+        break;
+      case 'output':
+        assert.ok(['stdout', 'stderr', 'merged'].includes(step.selector), `${where}: bad selector`);
+        reply = host.output(refOf(step), step.selector);
+        break;
+      case 'list':
+        reply = host.list();
+        break;
+      case 'health':
+        reply = host.health();
+        break;
+      case 'await_exit': {
+        const ref = refOf(step);
+        assert.match(ref, /^[1-9][0-9]*$/, `${where}: await_exit needs a pid`);
+        const ended = await host.awaitExit(Number(ref), AWAIT_EXIT_MS);
+        assert.ok(ended, `${where}: process ${ref} did not end (output complete) within ${AWAIT_EXIT_MS} ms`);
+        continue;
+      }
+    }
+    assert.ok(step.expect, `${where}: no expect`);
+    check(reply, step.expect, where);
+  }
+}
