@@ -27,6 +27,10 @@ const SIGNAL_MAX = 64;
 /** Stdin bytes queued for a child that has not read them yet. */
 export const DEFAULT_MAX_STDIN_PENDING_BYTES = 16 * 1024 * 1024;
 
+/** Capabilities whose live groups are killed when Node exits. */
+const killOnExit = new Set();
+let exitHook = false;
+
 /** Signal names Node reports, by number. */
 const SIGNAL_NUMBERS = osConstants.signals;
 
@@ -115,6 +119,8 @@ export function resolveCommand(command, path, cwd) {
  */
 export class NodeProcessCapability {
   #processes = new Map();
+  /** Ended processes (exited, pipes closed), oldest first, for forgetting. */
+  #ended = [];
   #started = Date.now();
   #total = 0;
   #options;
@@ -131,6 +137,10 @@ export class NodeProcessCapability {
    * @param {number} [options.maxLineBytes] longer lines are split (64 KiB)
    * @param {number} [options.maxProcesses] running processes at once (1024)
    * @param {number} [options.maxStdinPendingBytes] queued stdin per child (16 MiB)
+   * @param {number} [options.maxRetainedExited] ended processes kept; past
+   *   it the oldest ended ones are forgotten (1024)
+   * @param {boolean} [options.killOnExit] SIGKILL the live groups when this
+   *   Node process exits (its 'exit' event; not on a fatal signal) (true)
    * @param {(request: object) => string|undefined} [options.policy] returns
    *   a reason to refuse a (validated) start request, `denied`; or nothing
    */
@@ -145,8 +155,18 @@ export class NodeProcessCapability {
       maxLineBytes: Math.min(options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES, Math.max(4, captureBytes - lineOverheadBytes)),
       maxProcesses: options.maxProcesses ?? 1024,
       maxStdinPendingBytes: options.maxStdinPendingBytes ?? DEFAULT_MAX_STDIN_PENDING_BYTES,
+      maxRetainedExited: options.maxRetainedExited ?? 1024,
       policy: options.policy,
     };
+    if (options.killOnExit ?? true) {
+      killOnExit.add(this);
+      if (!exitHook) {
+        exitHook = true;
+        process.once('exit', () => {
+          for (const cap of killOnExit) cap.#killAll();
+        });
+      }
+    }
   }
 
   // ---- the WIT functions (camelCase, jco's names) ------------------------
@@ -229,6 +249,7 @@ export class NodeProcessCapability {
       openPipes: new Set(),
       version: 0,
       waiters: new Set(),
+      counted: false,
     };
     if (rec.stdin) {
       // EPIPE once the child stops reading: the pipe is over, not the host.
@@ -415,22 +436,14 @@ export class NodeProcessCapability {
    * change in between is never missed.
    */
   changed(pid, version, timeoutMs) {
-    const rec = this.#lookup(pid);
-    if (rec.version !== version) return Promise.resolve(rec.version);
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        rec.waiters.delete(done);
-        resolve(rec.version);
-      };
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
-      rec.waiters.add(done);
-    });
+    const rec = this.#processes.get(pid);
+    if (!rec) return Promise.resolve(-1);
+    return this.#changedRec(rec, version, timeoutMs);
   }
 
-  /** The change counter of `pid`, for `changed`. */
+  /** The change counter of `pid`, for `changed` (-1 for an unknown pid). */
   version(pid) {
-    return this.#lookup(pid).version;
+    return this.#processes.get(pid)?.version ?? -1;
   }
 
   /** True when `pid` has exited and its captured pipes are closed. */
@@ -444,13 +457,15 @@ export class NodeProcessCapability {
    * false if `timeoutMs` passes first.
    */
   async awaitExit(pid, timeoutMs) {
+    // The record itself, not the pid: it may be forgotten meanwhile.
+    const rec = this.#lookup(pid);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const version = this.version(pid);
-      if (this.isFinished(pid)) return true;
+      const version = rec.version;
+      if (rec.status !== 'running' && rec.openPipes.size === 0) return true;
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      await this.changed(pid, version, left);
+      await this.#changedRec(rec, version, left);
     }
   }
 
@@ -459,19 +474,25 @@ export class NodeProcessCapability {
    * resolves when they have all ended, or after `timeoutMs`.
    */
   async shutdown(timeoutMs = 5000) {
-    const live = [...this.#processes.values()].filter((rec) => rec.status === 'running' || rec.openPipes.size > 0);
-    for (const rec of live) {
-      try {
-        process.kill(-rec.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-      rec.stdin?.destroy();
-    }
+    const live = this.#killAll();
     await Promise.all(live.map((rec) => this.awaitExit(rec.pid, timeoutMs)));
+    killOnExit.delete(this);
   }
 
   // ---- internals ----------------------------------------------------------
+
+  #changedRec(rec, version, timeoutMs) {
+    if (rec.version !== version) return Promise.resolve(rec.version);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        rec.waiters.delete(done);
+        resolve(rec.version);
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      rec.waiters.add(done);
+    });
+  }
 
   #lookup(pid) {
     const rec = this.#processes.get(pid);
@@ -488,6 +509,33 @@ export class NodeProcessCapability {
   #changed(rec) {
     rec.version++;
     for (const waiter of [...rec.waiters]) waiter();
+    if (rec.status !== 'running' && rec.openPipes.size === 0 && !rec.counted) {
+      rec.counted = true;
+      this.#ended.push(rec);
+      this.#forget();
+    }
+  }
+
+  /** Forgets the oldest ended processes past `maxRetainedExited`. */
+  #forget() {
+    while (this.#ended.length > this.#options.maxRetainedExited) {
+      const old = this.#ended.shift();
+      if (this.#processes.get(old.pid) === old) this.#processes.delete(old.pid);
+    }
+  }
+
+  /** SIGKILL to every group that runs or holds its pipes open. */
+  #killAll() {
+    const live = [...this.#processes.values()].filter((rec) => rec.status === 'running' || rec.openPipes.size > 0);
+    for (const rec of live) {
+      try {
+        process.kill(-rec.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+      rec.stdin?.destroy();
+    }
+    return live;
   }
 
   #info(rec) {

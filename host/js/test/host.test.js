@@ -3,6 +3,7 @@
 // capability's import convention, embedding with another capability.
 
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 
 import { NodeProcessCapability, ProcessError } from '../src/capability.js';
@@ -10,6 +11,24 @@ import { createHost, instantiateGuest } from '../src/host.js';
 import { mismatch } from './case-format.js';
 
 const json = (reply) => JSON.parse(reply.body);
+
+/** Live (not zombie) processes of process group `pgid`, from /proc. */
+function groupMembers(pgid) {
+  const members = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // After the parenthesized command: state ppid pgrp ...
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') members.push(Number(entry));
+  }
+  return members;
+}
 const hosts = [];
 async function host(options) {
   const h = await createHost(options);
@@ -240,6 +259,35 @@ describe('the capability', () => {
     assert.ok(await h.awaitExit(pid, 10_000));
     assert.equal(json(h.info()).running_processes, 0);
     assert.equal(json(h.list()).processes.length, 1, 'ended processes are kept');
+  });
+
+  test('past maxRetainedExited, the oldest ended processes are forgotten', async () => {
+    const h = await host({ capabilityOptions: { maxRetainedExited: 2 } });
+    const pids = [];
+    for (let i = 0; i < 4; i++) {
+      pids.push(await started(h, { command: 'true' }));
+      assert.ok(await h.awaitExit(pids[i], 10_000));
+    }
+    const live = await started(h, { command: 'sleep', args: ['30'] });
+    assert.deepEqual(json(h.list()).processes.map((p) => p.pid), [...pids.slice(2), live]);
+    assert.equal(h.get(String(pids[0])).status, 404);
+    h.kill(String(live));
+    assert.ok(await h.awaitExit(live, 10_000));
+  });
+
+  test('when Node exits, the live groups are killed', async () => {
+    const script = `
+      import { createHost } from ${JSON.stringify(new URL('../src/host.js', import.meta.url).href)};
+      const h = await createHost();
+      const r = h.start('{"command":"sh","args":["-c","sleep 30 & wait"]}');
+      console.log(JSON.parse(r.body).pid);
+      setTimeout(() => process.exit(0), 200);
+    `;
+    const { execFileSync } = await import('node:child_process');
+    const pid = Number(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }).trim());
+    assert.ok(pid > 0);
+    for (let i = 0; i < 100 && groupMembers(pid).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(groupMembers(pid), [], 'no member of the group is left');
   });
 
   test('shutdown kills every live group', async () => {
