@@ -6,13 +6,14 @@ import assert from 'node:assert/strict';
 
 /** How long an `await_exit` step waits, as the format says. */
 export const AWAIT_EXIT_MS = 10_000;
-/** Every call a step may make. */
-export const CALLS = ['start', 'validate', 'signal', 'get', 'kill', 'close_stdin', 'write_stdin', 'output', 'list', 'health', 'await_exit'];
 
 /** The body of a step as bytes: `raw`, `raw_hex`, or `body` serialized compactly. */
 export function bodyOf(step) {
   if ('raw' in step) return new TextEncoder().encode(step.raw);
-  if ('raw_hex' in step) return new Uint8Array(Buffer.from(step.raw_hex, 'hex'));
+  if ('raw_hex' in step) {
+    if (!/^(?:[0-9a-fA-F]{2})*$/.test(step.raw_hex)) throw new Error(`raw_hex is not hex: ${step.raw_hex}`);
+    return new Uint8Array(Buffer.from(step.raw_hex, 'hex'));
+  }
   if ('body' in step) return new TextEncoder().encode(JSON.stringify(step.body));
   throw new Error('the step has no body, raw or raw_hex');
 }
@@ -76,6 +77,45 @@ export function check(reply, expect, where) {
   }
 }
 
+/** The arguments each call takes besides `call` and `expect`. */
+const ARGUMENTS = {
+  start: ['body'],
+  validate: ['body'],
+  signal: ['ref', 'body'],
+  get: ['ref'],
+  kill: ['ref'],
+  close_stdin: ['ref'],
+  write_stdin: ['ref', 'data'],
+  output: ['ref', 'selector'],
+  list: [],
+  health: [],
+  await_exit: ['ref'],
+};
+const BODY_KEYS = ['body', 'raw', 'raw_hex'];
+const EXPECT_KEYS = ['status', 'code', 'error_contains', 'json', 'keys'];
+
+/** Refuses a step that is not in the format (a typo would test nothing). */
+export function checkStep(step) {
+  const args = ARGUMENTS[step.call];
+  if (!args) throw new Error(`unknown call ${JSON.stringify(step.call)}`);
+  const allowed = new Set(['call', ...args.flatMap((a) => (a === 'body' ? BODY_KEYS : [a]))]);
+  if (step.call !== 'await_exit') allowed.add('expect');
+  for (const key of Object.keys(step)) if (!allowed.has(key)) throw new Error(`${step.call} takes no ${JSON.stringify(key)}`);
+  for (const arg of args) {
+    if (arg === 'body') {
+      const given = BODY_KEYS.filter((k) => k in step);
+      if (given.length !== 1) throw new Error(`${step.call} needs exactly one of body, raw, raw_hex`);
+    } else if (typeof step[arg] !== 'string') {
+      throw new Error(`${step.call} needs a string ${JSON.stringify(arg)}`);
+    }
+  }
+  if (step.call === 'await_exit') return;
+  if (!step.expect || typeof step.expect.status !== 'number') throw new Error(`${step.call} needs "expect" with a "status"`);
+  for (const key of Object.keys(step.expect)) {
+    if (!EXPECT_KEYS.includes(key)) throw new Error(`unknown expect key ${JSON.stringify(key)}`);
+  }
+}
+
 /** Runs the steps of one case against `host`. */
 export async function runCase(host, kase, file) {
   let pid = null;
@@ -85,7 +125,11 @@ export async function runCase(host, kase, file) {
   };
   for (const [i, step] of kase.steps.entries()) {
     const where = `${file} / ${kase.name} / step ${i} (${step.call})`;
-    assert.ok(CALLS.includes(step.call), `${where}: unknown call`);
+    try {
+      checkStep(step);
+    } catch (error) {
+      assert.fail(`${where}: ${error.message}`);
+    }
     let reply;
     switch (step.call) {
       case 'start':

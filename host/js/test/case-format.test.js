@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { bodyOf, mismatch } from './case-format.js';
+import { bodyOf, checkStep, mismatch } from './case-format.js';
 
 test('objects match on the pattern keys; extra keys are fine, missing ones are not', () => {
   assert.equal(mismatch({ a: 1 }, { a: 1, b: 2 }), null);
@@ -40,4 +40,16 @@ test('bodies: body compact JSON, raw as UTF-8, raw_hex as bytes', () => {
   assert.equal(text(bodyOf({ raw: '{"x": é' })), '{"x": é');
   assert.equal(bodyOf({ raw: '' }).length, 0);
   assert.deepEqual([...bodyOf({ raw_hex: '7bff7d' })], [0x7b, 0xff, 0x7d]);
+});
+
+test('steps outside the format are refused', () => {
+  checkStep({ call: 'get', ref: '1', expect: { status: 200 } });
+  checkStep({ call: 'await_exit', ref: '$pid' });
+  assert.throws(() => checkStep({ call: 'gett', ref: '1', expect: { status: 200 } }), /unknown call/);
+  assert.throws(() => checkStep({ call: 'get', ref: '1', expct: { status: 200 } }), /takes no/);
+  assert.throws(() => checkStep({ call: 'get', ref: '1', expect: { status: 200, json_contains: {} } }), /unknown expect key/);
+  assert.throws(() => checkStep({ call: 'get', expect: { status: 200 } }), /needs a string "ref"/);
+  assert.throws(() => checkStep({ call: 'start', body: {}, raw: '', expect: { status: 400 } }), /exactly one/);
+  assert.throws(() => checkStep({ call: 'health', expect: {} }), /status/);
+  assert.throws(() => bodyOf({ raw_hex: 'zz' }), /not hex/);
 });
