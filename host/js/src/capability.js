@@ -180,7 +180,8 @@ export class NodeProcessCapability {
       fail('invalid-request', 'field `command` must be a non-empty string without NUL');
     }
     if (args.some((a) => a.includes('\0'))) fail('invalid-request', 'field `args` must not contain a NUL byte');
-    const env = { ...o.baseEnv };
+    // No prototype: a variable named `__proto__` is a variable like any other.
+    const env = Object.assign(Object.create(null), o.baseEnv);
     for (const { name, value } of request.env) {
       if (name === '' || name.includes('=') || name.includes('\0') || value.includes('\0')) {
         fail('invalid-request', `field \`env.${shown(name)}\` is not a valid variable`);

@@ -75,6 +75,14 @@ describe('environment', () => {
     assert.deepEqual(json(h.output(String(pid), 'stdout')).lines, [`base ${process.env.PATH}`]);
   });
 
+  test('variables named like Object.prototype members are passed too', async () => {
+    const h = await host();
+    const pid = await started(h, JSON.parse('{"command":"env","env":{"__proto__":"x","constructor":"y"}}'));
+    assert.ok(await h.awaitExit(pid, 10_000));
+    const lines = json(h.output(String(pid), 'stdout')).lines;
+    assert.ok(lines.includes('__proto__=x') && lines.includes('constructor=y'), lines.join('\n'));
+  });
+
   test('a command without working_dir starts in the default directory', async () => {
     const h = await host({ capabilityOptions: { defaultWorkingDir: '/tmp' } });
     const pid = await started(h, { command: 'pwd' });
