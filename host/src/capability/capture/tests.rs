@@ -1,0 +1,260 @@
+//! Unit tests of [`Capture`]: splitting, limits, cursors and completeness,
+//! with no process involved.
+
+use super::*;
+use crate::types::OutputSelector::{Merged, Stderr as SelErr, Stdout as SelOut};
+use crate::types::OutputStream::{Stderr, Stdout};
+
+/// A capture with room for everything unless a test says otherwise.
+fn big() -> Capture {
+    Capture::new(1 << 20, 1 << 10, true, true)
+}
+
+fn texts(chunk: &OutputChunk) -> Vec<&str> {
+    chunk.lines.iter().map(|l| l.line.as_str()).collect()
+}
+
+fn all(c: &Capture, selector: OutputSelector) -> OutputChunk {
+    c.read(selector, 0, usize::MAX)
+}
+
+#[test]
+fn splits_at_newline_and_strips_only_the_newline() {
+    let mut c = big();
+    assert_eq!(c.push(Stdout, b"a\nb\r\n\nc", 7), 3);
+    let chunk = all(&c, SelOut);
+    assert_eq!(texts(&chunk), ["a", "b\r", ""]);
+    assert!(
+        chunk
+            .lines
+            .iter()
+            .all(|l| l.timestamp == 7 && l.stream == Stdout)
+    );
+    assert_eq!(chunk.next_cursor, 3);
+}
+
+#[test]
+fn joins_a_line_across_reads_and_stamps_it_when_complete() {
+    let mut c = big();
+    assert_eq!(c.push(Stdout, b"hel", 1), 0);
+    assert_eq!(c.push(Stdout, b"lo\nwor", 2), 1);
+    assert_eq!(c.push(Stdout, b"ld\n", 3), 1);
+    let chunk = all(&c, SelOut);
+    assert_eq!(texts(&chunk), ["hello", "world"]);
+    assert_eq!(chunk.lines[0].timestamp, 2);
+    assert_eq!(chunk.lines[1].timestamp, 3);
+}
+
+#[test]
+fn emits_the_partial_last_line_at_eof() {
+    let mut c = big();
+    c.push(Stdout, b"one\ntwo", 1);
+    assert_eq!(texts(&all(&c, SelOut)), ["one"]);
+    c.finish(Stdout, 2);
+    assert_eq!(texts(&all(&c, SelOut)), ["one", "two"]);
+    // An empty partial line is not a line.
+    c.finish(Stderr, 3);
+    assert!(all(&c, SelErr).lines.is_empty());
+}
+
+#[test]
+fn invalid_utf8_is_replaced() {
+    let mut c = big();
+    c.push(Stdout, b"ok \xff\xfe end\n\xc3\xa9\n", 1);
+    assert_eq!(texts(&all(&c, SelOut)), ["ok \u{fffd}\u{fffd} end", "é"]);
+}
+
+#[test]
+fn long_lines_are_emitted_in_pieces() {
+    let mut c = Capture::new(1 << 20, 4, true, true);
+    c.push(Stdout, b"abcdefghij\n", 1);
+    assert_eq!(texts(&all(&c, SelOut)), ["abcd", "efgh", "ij"]);
+}
+
+#[test]
+fn a_line_of_exactly_the_limit_is_one_line_even_across_reads() {
+    let mut c = Capture::new(1 << 20, 4, true, true);
+    c.push(Stdout, b"abcd", 1);
+    c.push(Stdout, b"\nefgh\n", 2);
+    c.push(Stdout, b"ijklmnop", 3);
+    c.push(Stdout, b"\n", 4);
+    assert_eq!(texts(&all(&c, SelOut)), ["abcd", "efgh", "ijkl", "mnop"]);
+}
+
+#[test]
+fn a_newline_free_flood_is_bounded_by_the_line_limit() {
+    let mut c = Capture::new(8 << 20, 16, true, true);
+    for _ in 0..1000 {
+        c.push(Stdout, &[b'x'; 1000], 1);
+        assert!(c.streams[0].partial.len() <= 16);
+    }
+    let chunk = all(&c, SelOut);
+    assert_eq!(
+        chunk.lines.len(),
+        1_000_000 / 16 - 1,
+        "the last full piece waits for more bytes"
+    );
+    assert!(chunk.lines.iter().all(|l| l.line.len() == 16));
+}
+
+#[test]
+fn pieces_are_cut_at_a_character_boundary() {
+    // "aé€😀" is 1 + 2 + 3 + 4 bytes; a 4-byte limit must never split a char.
+    let mut c = Capture::new(1 << 20, 4, true, true);
+    c.push(Stdout, "aé€😀b\n".as_bytes(), 1);
+    let chunk = all(&c, SelOut);
+    assert_eq!(texts(&chunk), ["aé", "€", "😀", "b"]);
+    assert!(!chunk.lines.iter().any(|l| l.line.contains('\u{fffd}')));
+}
+
+#[test]
+fn char_boundary_cut_cases() {
+    assert_eq!(char_boundary_cut(b"abcd"), 4);
+    assert_eq!(char_boundary_cut(b"ab\xc3"), 2); // lead of a 2-byte char
+    assert_eq!(char_boundary_cut(b"a\xe2\x82"), 1); // 2 of 3 bytes
+    assert_eq!(char_boundary_cut(b"\xe2\x82\xac"), 3); // a whole char
+    assert_eq!(char_boundary_cut(b"\xf0\x9f\x98"), 3); // nothing before: no empty piece
+    assert_eq!(char_boundary_cut(b"ab\xff"), 3); // invalid byte: left to the decoder
+}
+
+#[test]
+fn the_cap_drops_the_oldest_lines_of_the_full_stream_only() {
+    // Room for exactly three one-byte lines per stream.
+    let cap = 3 * (1 + LINE_OVERHEAD_BYTES);
+    let mut c = Capture::new(cap, 1024, true, true);
+    c.push(Stderr, b"E\n", 1);
+    c.push(Stdout, b"1\n2\n3\n4\n5\n", 1);
+    assert_eq!(texts(&all(&c, SelOut)), ["3", "4", "5"]);
+    assert_eq!(c.dropped(Stdout), 2);
+    assert_eq!(c.dropped(Stderr), 0);
+    assert_eq!(texts(&all(&c, SelErr)), ["E"]);
+    assert_eq!(all(&c, SelOut).dropped, 2);
+    assert_eq!(all(&c, SelErr).dropped, 0);
+    assert_eq!(all(&c, Merged).dropped, 2);
+    assert_eq!(c.retained_bytes(Stdout), cap);
+}
+
+#[test]
+fn tiny_lines_are_bounded_by_the_cap() {
+    // `yes`: two-byte lines, a million of them, into a 64 KiB cap.
+    let cap = 64 << 10;
+    let mut c = Capture::new(cap, 1024, true, true);
+    let block = b"y\n".repeat(4096);
+    for _ in 0..(1_000_000 / 4096) {
+        c.push(Stdout, &block, 1);
+        assert!(c.retained_bytes(Stdout) <= cap);
+    }
+    let chunk = all(&c, SelOut);
+    let kept = chunk.lines.len() as u64;
+    assert_eq!(kept, (cap / (1 + LINE_OVERHEAD_BYTES)) as u64);
+    // Nothing lost silently: kept + dropped is everything, and the kept
+    // lines are the newest ones.
+    assert_eq!(kept + chunk.dropped, (1_000_000 / 4096) * 4096);
+    assert_eq!(chunk.next_cursor, kept + chunk.dropped);
+}
+
+#[test]
+fn a_line_bigger_than_the_whole_cap_is_dropped_and_counted() {
+    let mut c = Capture::new(LINE_OVERHEAD_BYTES + 2, 1024, true, true);
+    c.push(Stdout, b"ab\nabc\n", 1);
+    let chunk = all(&c, SelOut);
+    assert!(chunk.lines.is_empty());
+    assert_eq!(chunk.dropped, 2);
+    assert_eq!(c.retained_bytes(Stdout), 0);
+}
+
+#[test]
+fn merged_reads_follow_arrival_order() {
+    let mut c = big();
+    c.push(Stdout, b"o1\n", 1);
+    c.push(Stderr, b"e1\ne2\n", 2);
+    c.push(Stdout, b"o2\n", 3);
+    c.push(Stderr, b"e3\n", 4);
+    let chunk = all(&c, Merged);
+    assert_eq!(texts(&chunk), ["o1", "e1", "e2", "o2", "e3"]);
+    let streams: Vec<_> = chunk.lines.iter().map(|l| l.stream).collect();
+    assert_eq!(streams, [Stdout, Stderr, Stderr, Stdout, Stderr]);
+    assert_eq!(texts(&all(&c, SelOut)), ["o1", "o2"]);
+    assert_eq!(texts(&all(&c, SelErr)), ["e1", "e2", "e3"]);
+}
+
+#[test]
+fn cursors_page_through_merged_output_without_loss_or_repeats() {
+    let mut c = big();
+    for i in 0..10 {
+        let stream = if i % 3 == 0 { Stderr } else { Stdout };
+        c.push(stream, format!("{i}\n").as_bytes(), i);
+    }
+    let mut cursor = 0;
+    let mut seen = Vec::new();
+    loop {
+        let chunk = c.read(Merged, cursor, 3);
+        if chunk.lines.is_empty() {
+            break;
+        }
+        assert!(chunk.lines.len() <= 3);
+        seen.extend(chunk.lines.iter().map(|l| l.line.clone()));
+        cursor = chunk.next_cursor;
+    }
+    let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(cursor, 10);
+}
+
+#[test]
+fn a_stream_cursor_skips_the_other_stream_and_dropped_lines() {
+    let cap = 2 * (1 + LINE_OVERHEAD_BYTES);
+    let mut c = Capture::new(cap, 1024, true, true);
+    c.push(Stdout, b"a\nb\nc\nd\n", 1); // seq 0..=3, a and b dropped
+    c.push(Stderr, b"x\n", 1); // seq 4
+    let chunk = c.read(SelOut, 0, 10);
+    assert_eq!(texts(&chunk), ["c", "d"]);
+    assert_eq!(chunk.next_cursor, 4);
+    assert_eq!(chunk.dropped, 2);
+    // Nothing new on stdout: the cursor moves past the stderr line rather
+    // than staying behind it forever.
+    let chunk = c.read(SelOut, 4, 10);
+    assert!(chunk.lines.is_empty());
+    assert_eq!(chunk.next_cursor, 5);
+    // A cursor beyond everything is kept as it is.
+    assert_eq!(c.read(SelOut, 99, 10).next_cursor, 99);
+}
+
+#[test]
+fn zero_max_lines_keeps_the_cursor() {
+    let mut c = big();
+    c.push(Stdout, b"a\n", 1);
+    let chunk = c.read(Merged, 0, 0);
+    assert!(chunk.lines.is_empty());
+    assert_eq!(chunk.next_cursor, 0);
+    assert!(!chunk.complete);
+}
+
+#[test]
+fn complete_needs_exit_every_eof_and_everything_read() {
+    let mut c = Capture::new(1 << 20, 1024, true, false);
+    c.push(Stdout, b"a\n", 1);
+    assert!(!all(&c, Merged).complete);
+    c.set_exited();
+    assert!(
+        !all(&c, Merged).complete,
+        "stdout has not reached end of file"
+    );
+    c.finish(Stdout, 2);
+    assert!(c.streams_done(), "a discarded stream counts as done");
+    assert!(!c.read(Merged, 0, 0).complete, "a line is still unread");
+    let chunk = all(&c, Merged);
+    assert!(chunk.complete);
+    assert!(c.read(Merged, chunk.next_cursor, 10).complete);
+}
+
+#[test]
+fn discarded_streams_start_done() {
+    let c = Capture::new(1024, 1024, false, false);
+    assert!(c.streams_done());
+    let mut c = c;
+    c.set_exited();
+    let chunk = all(&c, Merged);
+    assert!(chunk.complete);
+    assert_eq!(chunk.next_cursor, 0);
+}
