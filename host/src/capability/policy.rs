@@ -1,0 +1,290 @@
+//! What the host allows ([`Policy`]), how much it holds ([`Limits`]), and
+//! turning a [`StartRequest`] into exactly what will be executed.
+//!
+//! The guest has already validated the request's syntax; the checks here are
+//! defence in depth, and the ones only the host can make: which files and
+//! directories really exist, where symlinks and `..` really lead, and what
+//! the policy says about them. Every path is canonicalized before it is
+//! compared, so neither a symlink nor `..` can escape the working-directory
+//! root or the command allow-list.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::types::{ProcessError, StartRequest};
+
+/// What processes the host agrees to start, and with what environment.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// When set, the only executables that may run: a command is allowed
+    /// when its canonical path (symlinks resolved) equals the canonical path
+    /// of an entry. `None` allows every executable.
+    pub allowed_commands: Option<Vec<PathBuf>>,
+    /// When set, every working directory must be this directory or inside
+    /// it, after symlinks and `..` are resolved.
+    pub working_dir_root: Option<PathBuf>,
+    /// The working directory of a request that names none, and the base of
+    /// a relative one.
+    pub default_working_dir: PathBuf,
+    /// The environment every child starts from; the request's variables are
+    /// added on top and override these. The server's own environment is
+    /// never inherited unless the embedder copies it in here.
+    pub base_env: Vec<(String, String)>,
+    /// Variable names a request may not set (for example `LD_PRELOAD`).
+    /// Matched exactly; the base environment is not checked.
+    pub forbidden_env: Vec<String>,
+    /// Ask the kernel to SIGKILL each child when the host dies
+    /// (`PR_SET_PDEATHSIG`), so that a crashed host leaves no orphans.
+    ///
+    /// Caveats: the signal fires when the *thread* that spawned the child
+    /// exits, not the process, which is why the table spawns from one
+    /// long-lived thread of its own; it is cleared when the child executes a
+    /// set-user-ID program; it reaches the child only, not processes the
+    /// child starts (the kill of the whole group at shutdown covers those
+    /// while the host is alive). It needs a `pre_exec` hook, which makes the
+    /// standard library fork instead of using `posix_spawn`: slower for a
+    /// host with a large memory map, hence the flag.
+    pub kill_on_host_death: bool,
+}
+
+/// The default `PATH` of a child: the system directories only.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+impl Default for Policy {
+    /// Any command, any directory, starting in the current directory, with
+    /// an environment of only `PATH=/usr/local/bin:/usr/bin:/bin`, nothing
+    /// forbidden, children killed if the host dies.
+    ///
+    /// The base environment is deliberately minimal: nothing of the
+    /// server's own environment (tokens, `HOME`, proxies) leaks to children
+    /// unless the embedder adds it.
+    fn default() -> Self {
+        Policy {
+            allowed_commands: None,
+            working_dir_root: None,
+            default_working_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            base_env: vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())],
+            forbidden_env: Vec::new(),
+            kill_on_host_death: true,
+        }
+    }
+}
+
+/// How much the host holds: processes, captured output, waiting writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most processes running at once (default 1024); a start past it
+    /// fails with `limit-exceeded`.
+    pub max_processes: usize,
+    /// The most bytes of captured output kept per stream of each process
+    /// (default 4 MiB), counting each line's text plus a fixed per-line
+    /// overhead ([`LINE_OVERHEAD_BYTES`](super::LINE_OVERHEAD_BYTES)); past
+    /// it the oldest lines are dropped and counted.
+    pub capture_bytes: usize,
+    /// The longest line kept whole (default 64 KiB); longer lines are split
+    /// into pieces of at most this many bytes.
+    pub max_line_bytes: usize,
+    /// How many ended processes stay visible to `get`, `list` and output
+    /// reads (default 1024); past it the one that ended first is forgotten.
+    pub max_retained_exited: usize,
+    /// How long one stdin write may wait for the child to read (default 10 s).
+    pub stdin_write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_processes: 1024,
+            capture_bytes: 4 << 20,
+            max_line_bytes: 64 << 10,
+            max_retained_exited: 1024,
+            stdin_write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A request the policy accepted: what exactly to execute, where, and with
+/// which environment.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The canonical path of the executable.
+    pub program: PathBuf,
+    /// The canonical working directory.
+    pub dir: PathBuf,
+    /// The child's whole environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// The policy with its paths canonicalized once, at table construction.
+#[derive(Debug)]
+pub(crate) struct CheckedPolicy {
+    pub policy: Policy,
+    allowed: Option<Vec<PathBuf>>,
+    root: Option<PathBuf>,
+}
+
+/// Canonicalizes `path`, or keeps it as given when it can't be (a missing
+/// entry then simply matches nothing).
+fn canonical_or_same(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+impl CheckedPolicy {
+    pub(crate) fn new(policy: Policy) -> Self {
+        let allowed = policy
+            .allowed_commands
+            .as_ref()
+            .map(|list| list.iter().map(|p| canonical_or_same(p)).collect());
+        let root = policy.working_dir_root.as_deref().map(canonical_or_same);
+        CheckedPolicy {
+            policy,
+            allowed,
+            root,
+        }
+    }
+
+    /// Checks `req` against the policy and resolves it; nothing is spawned.
+    pub(crate) fn prepare(&self, req: &StartRequest) -> Result<Prepared, ProcessError> {
+        check_syntax(req)?;
+        let env = self.environment(req)?;
+        let dir = self.working_dir(req.working_dir.as_deref())?;
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let program = resolve_command(&req.command, &dir, path)?;
+        if let Some(allowed) = &self.allowed
+            && !allowed.contains(&program)
+        {
+            return Err(ProcessError::Denied(format!(
+                "command `{}` ({}) is not in the allowed commands",
+                req.command,
+                program.display()
+            )));
+        }
+        Ok(Prepared { program, dir, env })
+    }
+
+    /// The base environment with the request's variables on top.
+    fn environment(&self, req: &StartRequest) -> Result<Vec<(String, String)>, ProcessError> {
+        let mut env = self.policy.base_env.clone();
+        for var in &req.env {
+            if self.policy.forbidden_env.contains(&var.name) {
+                return Err(ProcessError::Denied(format!(
+                    "env `{}` is forbidden by policy",
+                    var.name
+                )));
+            }
+            env.retain(|(k, _)| *k != var.name);
+            env.push((var.name.clone(), var.value.clone()));
+        }
+        Ok(env)
+    }
+
+    /// The canonical working directory for `requested`, inside the root.
+    fn working_dir(&self, requested: Option<&str>) -> Result<PathBuf, ProcessError> {
+        let default = &self.policy.default_working_dir;
+        let (shown, path) = match requested {
+            None => (default.display().to_string(), default.clone()),
+            Some(dir) => (dir.to_owned(), default.join(dir)), // join keeps an absolute `dir`
+        };
+        let failed =
+            |reason: String| ProcessError::SpawnFailed(format!("working_dir `{shown}`: {reason}"));
+        let dir = path.canonicalize().map_err(|e| failed(e.to_string()))?;
+        if !dir.is_dir() {
+            return Err(failed("Not a directory".to_owned()));
+        }
+        if let Some(root) = &self.root
+            && !dir.starts_with(root)
+        {
+            return Err(ProcessError::Denied(format!(
+                "working_dir `{shown}` ({}) is outside the allowed root {}",
+                dir.display(),
+                root.display()
+            )));
+        }
+        Ok(dir)
+    }
+}
+
+/// The rules the guest already enforces, checked again because a host
+/// embedder may call the table directly: anything else would fail later
+/// with a less clear error, or not at all.
+fn check_syntax(req: &StartRequest) -> Result<(), ProcessError> {
+    let invalid = |msg: String| Err(ProcessError::InvalidRequest(msg));
+    if req.command.is_empty() {
+        return invalid("command is empty".to_owned());
+    }
+    if req.command.contains('\0') || req.args.iter().any(|a| a.contains('\0')) {
+        return invalid("command and args may not contain a NUL byte".to_owned());
+    }
+    if let Some(dir) = &req.working_dir
+        && (dir.is_empty() || dir.contains('\0'))
+    {
+        return invalid("working_dir must be a non-empty path without NUL".to_owned());
+    }
+    for var in &req.env {
+        if var.name.is_empty() || var.name.contains(['=', '\0']) || var.value.contains('\0') {
+            return invalid(format!(
+                "env `{}`: a name is non-empty without `=` or NUL, a value has no NUL",
+                var.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True for a regular file with at least one execute bit.
+fn is_executable_file(path: &Path) -> bool {
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Finds the executable `command` names, the way `execvp` would but with
+/// the child's `PATH`, not the server's: a command with a `/` is a path
+/// (relative to the working directory), anything else is looked up in each
+/// absolute directory of `path` in order. Relative and empty `PATH` entries
+/// (which mean the working directory to a shell) are skipped, so a request
+/// can't run a file it just dropped into its own directory by a bare name.
+/// Returns the canonical path.
+pub(crate) fn resolve_command(
+    command: &str,
+    dir: &Path,
+    path: Option<&str>,
+) -> Result<PathBuf, ProcessError> {
+    let failed =
+        |reason: String| ProcessError::SpawnFailed(format!("command `{command}`: {reason}"));
+    if command.contains('/') {
+        let program = dir
+            .join(command)
+            .canonicalize()
+            .map_err(|e| failed(e.to_string()))?;
+        let meta = program.metadata().map_err(|e| failed(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(failed("not a regular file".to_owned()));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(failed("Permission denied (not executable)".to_owned()));
+        }
+        return Ok(program);
+    }
+    let Some(path) = path else {
+        return Err(ProcessError::SpawnFailed(format!(
+            "command `{command}` not found: the child's environment has no PATH"
+        )));
+    };
+    path.split(':')
+        .map(Path::new)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(command))
+        .find(|candidate| is_executable_file(candidate))
+        .and_then(|candidate| candidate.canonicalize().ok())
+        .ok_or_else(|| {
+            ProcessError::SpawnFailed(format!("command `{command}` not found on PATH ({path})"))
+        })
+}
+
+#[cfg(test)]
+mod tests;
