@@ -1,11 +1,289 @@
 //! The native implementation of the `sandbox:process/process` capability.
 //!
-//! Being built up: so far the bounded line capture (`capture`), the policy
-//! and limits (`policy`) and safe signals to process groups (`signal`).
+//! A [`ProcessTable`] starts real processes and keeps track of them:
+//!
+//! - each child leads its own process group, so signals and kills reach
+//!   everything it started (`signal`);
+//! - its environment, working directory and executable are checked against
+//!   a [`Policy`] and resolved to canonical paths first (`policy`);
+//! - its output is captured line by line, with timestamps, in a buffer
+//!   bounded per stream (`capture`);
+//! - one task per child reaps it, so no zombie is left (`spawn`);
+//! - readers and waiters sleep on a per-process `watch` channel rather than
+//!   poll (`process`);
+//! - dropping the last clone of the table, or [`ProcessTable::shutdown`],
+//!   kills every group it started (`table`).
 
 mod capture;
 mod policy;
+mod process;
 mod signal;
+mod spawn;
+mod stdin;
+mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::time::Instant;
 
 pub use capture::LINE_OVERHEAD_BYTES;
 pub use policy::{DEFAULT_PATH, Limits, Policy};
+
+use crate::types::{
+    HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest,
+};
+use capture::Capture;
+use policy::CheckedPolicy;
+use process::Proc;
+use stdin::Stdin;
+use table::Inner;
+
+/// How long [`ProcessTable::shutdown`] waits for killed children to be
+/// reaped. SIGKILL can't be caught, so only a process stuck in the kernel
+/// (uninterruptible I/O) takes longer.
+const SHUTDOWN_REAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest wait honoured; anything longer would overflow a deadline.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The wall clock in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The processes a host started, and the capability's operations on them.
+///
+/// Cheap to clone: every clone is a handle to the same table. Processes are
+/// addressed by pid and outlive any one guest instance. When the last clone
+/// is dropped, every process group the table started is sent SIGKILL.
+#[derive(Clone)]
+pub struct ProcessTable {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessTable")
+            .field("live", &self.live_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessTable {
+    /// An empty table that applies `policy` and `limits` to every start.
+    /// The policy's allow-list and root are canonicalized here, once.
+    pub fn new(policy: Policy, limits: Limits) -> Self {
+        ProcessTable {
+            inner: Arc::new(Inner::new(CheckedPolicy::new(policy), limits)),
+        }
+    }
+
+    /// Starts a process: checks the policy and limits, resolves the
+    /// executable and working directory, spawns it in its own process group
+    /// and starts capturing its output.
+    ///
+    /// Must be called within a tokio runtime (with I/O and time enabled):
+    /// the child's pipes and reaper live on it.
+    pub fn start(&self, req: StartRequest) -> Result<ProcessInfo, ProcessError> {
+        let handle = Handle::try_current().map_err(|_| {
+            ProcessError::Internal("starting a process needs a tokio runtime".to_owned())
+        })?;
+        let prepared = self.inner.policy.prepare(&req)?;
+        let order = self.inner.reserve()?;
+        let kill_on_host_death = self.inner.policy.policy.kill_on_host_death;
+        let mut child = match spawn::spawn(
+            &self.inner.spawner,
+            &handle,
+            &prepared,
+            &req,
+            kill_on_host_death,
+        ) {
+            Ok(child) => child,
+            Err(e) => {
+                self.inner.unreserve();
+                return Err(e);
+            }
+        };
+        // `id` is only `None` once the child was awaited, which it wasn't.
+        let pid = child.id().expect("a child that was not awaited has a pid");
+        let capture = Capture::new(
+            self.inner.limits.capture_bytes,
+            self.inner.limits.max_line_bytes,
+            child.stdout.is_some(),
+            child.stderr.is_some(),
+        );
+        let stdin = Stdin::new(child.stdin.take());
+        let proc = Arc::new(Proc::new(
+            pid,
+            order,
+            req.command,
+            req.args,
+            now_ms(),
+            stdin,
+            capture,
+        ));
+        let registered = self.inner.register(&proc);
+        if registered.is_err() {
+            // A shutdown began while we spawned: it could not see this
+            // child, so end it here (the reaper below still reaps it).
+            proc.kill_group();
+        }
+        spawn::serve(&handle, child, &proc, Arc::downgrade(&self.inner));
+        registered.map(|()| proc.info())
+    }
+
+    /// The current state of process `pid`. Never waits on the process.
+    pub fn get(&self, pid: u32) -> Result<ProcessInfo, ProcessError> {
+        Ok(self.inner.find(pid)?.info())
+    }
+
+    /// Every process the table knows (running, and ended ones still
+    /// retained), in start order.
+    pub fn list(&self) -> Vec<ProcessInfo> {
+        let (mut procs, _) = self.inner.snapshot();
+        procs.sort_by_key(|p| p.order);
+        procs.iter().map(|p| p.info()).collect()
+    }
+
+    /// Sends `signal` (1 to 64) to the process group of `pid`.
+    ///
+    /// Fails with `invalid-signal` for another number and `not-running` once
+    /// the process has been reaped.
+    pub fn signal(&self, pid: u32, signal: i32) -> Result<(), ProcessError> {
+        signal::check(signal)?;
+        let proc = self.inner.find(pid)?;
+        // Held across the kill so the reaper can't record the end between
+        // the check and the signal.
+        let state = proc.lock();
+        if state.end.is_some() {
+            return Err(ProcessError::NotRunning(pid));
+        }
+        match signal::signal_group(pid, signal) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(ProcessError::NotRunning(pid)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(ProcessError::InvalidSignal(signal))
+            }
+            Err(e) => Err(ProcessError::Internal(format!(
+                "signal {signal} to group {pid}: {e}"
+            ))),
+        }
+    }
+
+    /// Sends SIGKILL to the process group of `pid`. Succeeds on a process
+    /// that already ended too, killing members of its group that may remain.
+    pub fn kill(&self, pid: u32) -> Result<(), ProcessError> {
+        self.inner.find(pid)?.kill_group();
+        Ok(())
+    }
+
+    /// Writes all of `data` to the stdin pipe of `pid`.
+    ///
+    /// Fails with `stdin-not-available` if stdin is not a pipe, was closed,
+    /// or the child closed its end; with `limit-exceeded` if the child does
+    /// not read it within [`Limits::stdin_write_timeout`].
+    pub async fn write_stdin(&self, pid: u32, data: Vec<u8>) -> Result<(), ProcessError> {
+        let proc = self.inner.find(pid)?;
+        proc.stdin
+            .write(pid, &data, self.inner.limits.stdin_write_timeout)
+            .await
+    }
+
+    /// Closes the stdin pipe of `pid` (the child reads end of file), even
+    /// while a write is blocked on it. Fails with `stdin-not-available` if
+    /// there is no open pipe.
+    pub fn close_stdin(&self, pid: u32) -> Result<(), ProcessError> {
+        if self.inner.find(pid)?.stdin.close() {
+            Ok(())
+        } else {
+            Err(ProcessError::StdinNotAvailable(pid))
+        }
+    }
+
+    /// At most `max_lines` captured lines of `pid` from `cursor` on (0 is
+    /// the start). If there is none yet and the output is not complete,
+    /// waits up to `wait` for one, woken by the pumps rather than polling.
+    pub async fn read_output(
+        &self,
+        pid: u32,
+        selector: OutputSelector,
+        cursor: u64,
+        max_lines: u32,
+        wait: Duration,
+    ) -> Result<OutputChunk, ProcessError> {
+        let proc = self.inner.find(pid)?;
+        let max_lines = usize::try_from(max_lines).unwrap_or(usize::MAX);
+        let deadline = Instant::now() + wait.min(MAX_WAIT);
+        // Subscribed before the first look, so no line can slip in between.
+        let mut changes = proc.subscribe();
+        loop {
+            let chunk = proc.read(selector, cursor, max_lines);
+            if !chunk.lines.is_empty() || chunk.complete || max_lines == 0 || wait.is_zero() {
+                return Ok(chunk);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(proc.read(selector, cursor, max_lines)),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for `pid` to end and returns its state (still
+    /// `running` if the time ran out; a zero timeout never waits).
+    pub async fn wait(&self, pid: u32, timeout: Duration) -> Result<ProcessInfo, ProcessError> {
+        let proc = self.inner.find(pid)?;
+        wait_ended(&proc, Instant::now() + timeout.min(MAX_WAIT)).await;
+        Ok(proc.info())
+    }
+
+    /// Counts and uptime, for `/api/v1/info`.
+    pub fn summary(&self) -> HostSummary {
+        let t = self.inner.lock();
+        HostSummary {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.inner.born.elapsed().as_secs(),
+            running_processes: u32::try_from(t.live).unwrap_or(u32::MAX),
+            total_processes: t.total,
+        }
+    }
+
+    /// Sends SIGKILL to every process group the table started that may
+    /// still have members, refuses further starts, and waits (at most 5 s)
+    /// until every child is reaped, so their output completes.
+    pub async fn shutdown(&self) {
+        self.inner.lock().closing = true;
+        let (procs, lingering) = self.inner.snapshot();
+        table::kill_all(&procs, &lingering);
+        let deadline = Instant::now() + SHUTDOWN_REAP_TIMEOUT;
+        for proc in &procs {
+            if !wait_ended(proc, deadline).await {
+                tracing::warn!(pid = proc.pid, "a killed process was not reaped in time");
+            }
+        }
+    }
+
+    /// Processes running now (started and not yet reaped).
+    pub fn live_count(&self) -> usize {
+        self.inner.lock().live
+    }
+}
+
+/// Sleeps until `proc` is reaped or `deadline` passes; true if reaped.
+async fn wait_ended(proc: &Proc, deadline: Instant) -> bool {
+    let mut changes = proc.subscribe();
+    loop {
+        if !proc.is_running() {
+            return true;
+        }
+        if !matches!(
+            tokio::time::timeout_at(deadline, changes.changed()).await,
+            Ok(Ok(()))
+        ) {
+            return !proc.is_running();
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Starting a child, and the tasks that serve it: one pump per captured
+//! pipe, one reaper.
+//!
+//! Spawning happens on one long-lived thread per table (the *spawner*).
+//! `PR_SET_PDEATHSIG` fires when the thread that forked the child exits,
+//! not when the process does: a child forked from a short-lived thread (a
+//! `spawn_blocking` worker retires after 10 s idle) would be killed at a
+//! random moment. The spawner lives exactly as long as the table, so the
+//! death signal means what it says. The spawner enters the caller's tokio
+//! runtime, so the pipes and the child are registered with it.
+
+use std::io;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, Weak, mpsc};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::runtime::Handle;
+
+use super::Inner;
+use super::policy::Prepared;
+use super::process::{End, Proc};
+use crate::types::{OutputMode, OutputStream, ProcessError, StartRequest, StdinMode};
+
+/// The read buffer of a pump starts this small, so that a thousand quiet
+/// processes cost little...
+const READ_BUF_MIN: usize = 4 << 10;
+/// ...and doubles, up to this, each time a read fills it: a flood is read
+/// in large chunks, with few wakeups and lock acquisitions.
+const READ_BUF_MAX: usize = 64 << 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The table's spawning thread, started at the first spawn.
+#[derive(Default)]
+pub(crate) struct Spawner {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl Spawner {
+    /// Runs `job` on the spawner thread and returns its result.
+    fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ProcessError> {
+        let internal = |what: &str| ProcessError::Internal(format!("spawner thread: {what}"));
+        let (reply, result) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _ = reply.send(job());
+        });
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            if jobs.is_none() {
+                let (tx, rx) = mpsc::channel::<Job>();
+                std::thread::Builder::new()
+                    .name("process-spawner".to_owned())
+                    // Ends when the table drops its sender; every child it
+                    // forked then gets its death signal, as intended.
+                    // A panicking job (a runtime without I/O, say) must not
+                    // take the thread down: its caller sees the reply
+                    // channel close and reports an internal error.
+                    .spawn(move || {
+                        for job in rx {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                    })
+                    .map_err(|e| internal(&e.to_string()))?;
+                *jobs = Some(tx);
+            }
+            let tx = jobs.as_ref().expect("just set");
+            tx.send(job).map_err(|_| internal("gone"))?;
+        }
+        // A short block: fork and exec, which a spawn on this thread would
+        // cost anyway.
+        result.recv().map_err(|_| internal("failed"))
+    }
+}
+
+/// The command for `prepared`: its own process group, a clean environment,
+/// the requested stdio, argv[0] as requested.
+fn command(prepared: &Prepared, req: &StartRequest, kill_on_host_death: bool) -> Command {
+    let mut cmd = Command::new(&prepared.program);
+    cmd.arg0(&req.command)
+        .args(&req.args)
+        .env_clear()
+        .envs(prepared.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&prepared.dir)
+        .process_group(0)
+        .kill_on_drop(false)
+        .stdin(match req.stdin_mode {
+            StdinMode::Pipe => Stdio::piped(),
+            StdinMode::Closed => Stdio::null(),
+        })
+        .stdout(stdio(req.stdout_mode))
+        .stderr(stdio(req.stderr_mode));
+    if kill_on_host_death {
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes async-signal-safe calls (prctl, getppid), allocating nothing.
+        let parent = std::process::id() as libc::pid_t;
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) == -1
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // If the host died before the prctl, no signal will come:
+                // don't run as an orphan.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+fn stdio(mode: OutputMode) -> Stdio {
+    match mode {
+        OutputMode::Capture => Stdio::piped(),
+        OutputMode::Discard => Stdio::null(),
+    }
+}
+
+/// Spawns the child on the spawner thread, inside `handle`'s runtime.
+pub(crate) fn spawn(
+    spawner: &Spawner,
+    handle: &Handle,
+    prepared: &Prepared,
+    req: &StartRequest,
+    kill_on_host_death: bool,
+) -> Result<Child, ProcessError> {
+    let mut cmd = command(prepared, req, kill_on_host_death);
+    let handle = handle.clone();
+    let spawned = spawner.run(move || {
+        let _runtime = handle.enter();
+        cmd.spawn()
+    })?;
+    spawned.map_err(|e| spawn_error(&req.command, &prepared.program, e))
+}
+
+fn spawn_error(command: &str, program: &Path, e: io::Error) -> ProcessError {
+    ProcessError::SpawnFailed(format!("command `{command}` ({}): {e}", program.display()))
+}
+
+/// Starts the pumps of the captured pipes and the reaper of `child`.
+pub(crate) fn serve(handle: &Handle, mut child: Child, proc: &Arc<Proc>, table: Weak<Inner>) {
+    if let Some(out) = child.stdout.take() {
+        handle.spawn(pump(proc.clone(), OutputStream::Stdout, out));
+    }
+    if let Some(err) = child.stderr.take() {
+        handle.spawn(pump(proc.clone(), OutputStream::Stderr, err));
+    }
+    handle.spawn(reap(child, proc.clone(), table));
+}
+
+/// Reads one pipe into the capture until end of file (which comes when
+/// every member of the group holding it has closed or exited).
+async fn pump(proc: Arc<Proc>, stream: OutputStream, mut pipe: impl AsyncRead + Unpin) {
+    let mut buf = vec![0u8; READ_BUF_MIN];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                proc.push_output(stream, &buf[..n], super::now_ms());
+                if n == buf.len() && buf.len() < READ_BUF_MAX {
+                    buf.resize(buf.len() * 2, 0);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(pid = proc.pid, ?stream, error = %e, "reading child output failed");
+                break;
+            }
+        }
+    }
+    proc.finish_output(stream, super::now_ms());
+}
+
+/// Waits for the child (so it never lingers as a zombie) and records its end.
+async fn reap(mut child: Child, proc: Arc<Proc>, table: Weak<Inner>) {
+    let status = child.wait().await;
+    let end = End::new(status, super::now_ms());
+    match table.upgrade() {
+        Some(inner) => inner.on_exit(&proc, end),
+        None => proc.set_ended(end),
+    }
+    proc.notify();
+}
