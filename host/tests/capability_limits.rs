@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use capability_common::*;
 use sandbox_process::capability::LINE_OVERHEAD_BYTES;
+use sandbox_process::capability::{Limits, ProcessTable};
 use sandbox_process::types::{OutputSelector, ProcessError};
-use sandbox_process::{Limits, ProcessTable};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_stays_under_the_cap_and_keeps_the_newest_lines() {

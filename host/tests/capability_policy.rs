@@ -8,8 +8,8 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
 use capability_common::*;
+use sandbox_process::capability::{Limits, Policy, ProcessTable};
 use sandbox_process::types::{EnvVar, OutputSelector, ProcessError, StartRequest};
-use sandbox_process::{Limits, Policy, ProcessTable};
 
 /// A scratch directory tree, removed when dropped:
 /// `<base>/root/sub`, `<base>/outside`, and `<base>/root/escape -> ../outside`.

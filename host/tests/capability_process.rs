@@ -134,11 +134,11 @@ async fn a_child_that_closed_its_stdin_makes_writes_fail_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdin_write_the_child_never_reads_times_out_and_close_still_works() {
-    let limits = sandbox_process::Limits {
+    let limits = sandbox_process::capability::Limits {
         stdin_write_timeout: Duration::from_millis(200),
         ..Default::default()
     };
-    let t = sandbox_process::ProcessTable::new(policy(), limits);
+    let t = sandbox_process::capability::ProcessTable::new(policy(), limits);
     let p = t.start(piped("sleep", &["100"])).unwrap();
     // Far more than a pipe buffer holds.
     match t.write_stdin(p.pid, vec![b'x'; 4 << 20]).await {

@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sandbox_process::capability::{Limits, Policy, ProcessTable};
 use sandbox_process::types::{
     OutputChunk, OutputLine, OutputMode, OutputSelector, ProcessInfo, ProcessStatus, StartRequest,
     StdinMode,
 };
-use sandbox_process::{Limits, Policy, ProcessTable};
 
 /// The bound on every wait in the tests: generous, since a loaded machine
 /// is slow, and never part of an assertion.
