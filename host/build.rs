@@ -1,0 +1,72 @@
+//! Builds the guest components for `wasm32-wasip2` so that `cargo build`,
+//! `cargo test` and `cargo run` need no manual step (the way wasmtime's own
+//! test-programs artifacts crate does it), and tells the crate where they are.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The wasm packages this host embeds, and the env var naming each artifact.
+const GUESTS: &[(&str, &str, &str)] = &[
+    ("sandbox-process-guest", "sandbox_process_guest.wasm", "SANDBOX_PROCESS_GUEST_WASM"),
+    ("sandbox-process-validator", "sandbox_process_validator.wasm", "SANDBOX_PROCESS_VALIDATOR_WASM"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.parent().expect("host/ lives in the workspace root");
+    for watched in ["guest", "wit", "Cargo.lock"] {
+        rerun_if_changed_recursively(&workspace.join(watched));
+    }
+
+    // A target dir of its own: the outer cargo holds the lock on ours.
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    let target_dir = out_dir.join("guest-target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        // Small, fast guests: whole-program optimisation, no debug info.
+        .args(["--config", "profile.release.lto=true", "--config", "profile.release.codegen-units=1"])
+        .args(["--config", "profile.release.debug=false", "--config", "profile.release.strip=true"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // Flags meant for the host (sanitizers, target-cpu) must not reach
+        // the wasm build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_LLVM_COV");
+    for (package, _, _) in GUESTS {
+        cmd.args(["-p", package]);
+    }
+    let status = cmd.status().expect("failed to run cargo for the wasm guests");
+    if !status.success() {
+        panic!(
+            "building the wasm guests failed ({status}); is the target installed? \
+             run `rustup target add wasm32-wasip2`"
+        );
+    }
+    // A stable copy for the other runtimes (Node via jco, the wasmtime CLI),
+    // so that they load the very bytes this host embeds.
+    let shared = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("wasm");
+    std::fs::create_dir_all(&shared).expect("creating target/wasm");
+    for (_, file, var) in GUESTS {
+        let wasm = target_dir.join("wasm32-wasip2/release").join(file);
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        println!("cargo:rustc-env={var}={}", wasm.display());
+        std::fs::copy(&wasm, shared.join(file)).expect("copying the wasm to target/wasm");
+    }
+}
+
+fn rerun_if_changed_recursively(path: &Path) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap().flatten() {
+            rerun_if_changed_recursively(&entry.path());
+        }
+    } else {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}

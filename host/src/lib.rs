@@ -1,0 +1,27 @@
+//! Start and manage operating-system processes from WebAssembly components,
+//! and serve the sandbox process HTTP API on top of it.
+//!
+//! The crate has three layers:
+//!
+//! - [`capability`]: the native implementation of the
+//!   `sandbox:process/process` WIT interface ([`ProcessTable`]): real
+//!   processes, each in its own process group, with bounded capture,
+//!   signals, reaping, a [`Policy`] and [`Limits`].
+//! - [`add_to_linker`]: gives any wasmtime component that imports the
+//!   capability a [`ProcessTable`] to call.
+//! - [`GuestRuntime`]: the embedded guest component (which owns the API's
+//!   meaning), one fresh instance per call; and [`http`], the server.
+#![deny(missing_docs)]
+
+pub mod bindings;
+pub mod capability;
+mod component_cache;
+pub mod http;
+mod linker;
+mod runtime;
+
+pub use bindings::sandbox::process::types;
+pub use capability::{Limits, Policy, ProcessTable};
+pub use http::HttpConfig;
+pub use linker::{ProcessCapability, add_to_linker};
+pub use runtime::{GUEST_WASM, GuestLimits, GuestRuntime, Reply, StreamPosition, StreamStep};

@@ -1,0 +1,211 @@
+//! The wasmtime embedding of the guest: one engine, the component compiled
+//! once and pre-instantiated, a fresh store per call with its own memory cap
+//! and time budget.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::exports::sandbox::process::api;
+use crate::bindings::{Guest, GuestPre};
+use crate::capability::ProcessTable;
+use crate::component_cache;
+use crate::types::OutputSelector;
+
+pub use api::{Reply, StreamPosition, StreamStep};
+
+/// The guest component, built from `guest/` by this crate's build script.
+pub const GUEST_WASM: &[u8] = include_bytes!(env!("SANDBOX_PROCESS_GUEST_WASM"));
+
+/// How often the epoch advances: the resolution of the per-call time budget.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What one guest call may use.
+#[derive(Clone, Debug)]
+pub struct GuestLimits {
+    /// The most linear memory one guest instance may grow to.
+    pub memory_bytes: usize,
+    /// The wall-clock time one guest call may take; past it the call traps.
+    pub call_budget: Duration,
+    /// How many guest instances may exist at once (the instance pool size).
+    pub max_instances: u32,
+    /// Where compiled components are cached; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits {
+            memory_bytes: 64 << 20,
+            call_budget: Duration::from_secs(5),
+            max_instances: 256,
+            cache_dir: component_cache::default_dir(),
+        }
+    }
+}
+
+/// The data of one store: what a single guest call can reach.
+struct CallState {
+    wasi: WasiCtx,
+    resources: ResourceTable,
+    processes: ProcessTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.resources }
+    }
+}
+
+/// Runs the guest's exported API against a [`ProcessTable`].
+///
+/// Cheap to share behind an `Arc`: every call gets its own store and
+/// instance, so calls run concurrently and a trap affects only its own call.
+pub struct GuestRuntime {
+    engine: Engine,
+    pre: GuestPre<CallState>,
+    processes: ProcessTable,
+    limits: GuestLimits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl GuestRuntime {
+    /// Compiles (or loads from the cache) the embedded guest and prepares it
+    /// for fast instantiation.
+    pub fn new(processes: ProcessTable, limits: GuestLimits) -> Result<Self> {
+        Self::with_component(processes, limits, GUEST_WASM)
+    }
+
+    /// Like [`GuestRuntime::new`] with another build of the guest (tests use
+    /// this to load faulty guests).
+    pub fn with_component(processes: ProcessTable, limits: GuestLimits, wasm: &[u8]) -> Result<Self> {
+        let engine = Engine::new(&engine_config(&limits)).map_err(anyhow::Error::from).context("configuring wasmtime")?;
+        let component = component_cache::load(&engine, "sandbox-process-guest", wasm, limits.cache_dir.as_deref())?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        crate::linker::add_to_linker(&mut linker, |s: &mut CallState| &s.processes)?;
+        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the guest")?;
+        let pre = GuestPre::new(pre).map_err(anyhow::Error::from).context("the guest does not export the API")?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        Ok(GuestRuntime { engine, pre, processes, limits, ticker_stop })
+    }
+
+    /// The processes this runtime's guests manage.
+    pub fn processes(&self) -> &ProcessTable {
+        &self.processes
+    }
+
+    /// The engine, for embedders that load more components into it.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    async fn instantiate(&self) -> Result<(Store<CallState>, Guest)> {
+        let state = CallState {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            resources: ResourceTable::new(),
+            processes: self.processes.clone(),
+            limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(16).build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (self.limits.call_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let guest = self.pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating the guest")?;
+        Ok((store, guest))
+    }
+}
+
+impl Drop for GuestRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One method per exported API function: a fresh instance, one call.
+macro_rules! api_calls {
+    ($($(#[$doc:meta])* $name:ident => $call:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        impl GuestRuntime {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                    let (mut store, guest) = self.instantiate().await?;
+                    let api = guest.sandbox_process_api();
+                    api.$call(&mut store, $($arg),*).await.map_err(|e| guest_failure(e, stringify!($name)))
+                }
+            )*
+        }
+    };
+}
+
+api_calls! {
+    /// `POST /processes`.
+    start => call_start(body: &[u8]) -> Reply;
+    /// `GET /processes`.
+    list => call_list() -> Reply;
+    /// `GET /processes/{ref}`.
+    get => call_get(process_ref: &str) -> Reply;
+    /// `DELETE /processes/{ref}`.
+    kill => call_kill(process_ref: &str) -> Reply;
+    /// `POST /processes/{ref}/signal`.
+    signal => call_signal(process_ref: &str, body: &[u8]) -> Reply;
+    /// `POST /processes/{ref}/stdin`.
+    write_stdin => call_write_stdin(process_ref: &str, data: &[u8]) -> Reply;
+    /// `POST /processes/{ref}/stdin/close`.
+    close_stdin => call_close_stdin(process_ref: &str) -> Reply;
+    /// `GET /processes/{ref}/{stdout,stderr,output}`.
+    output => call_output(process_ref: &str, selector: OutputSelector) -> Reply;
+    /// `GET /health`.
+    health => call_health() -> Reply;
+    /// `GET /info`.
+    info => call_info() -> Reply;
+    /// Checks a start request without starting anything.
+    validate => call_validate(body: &[u8]) -> Reply;
+    /// Opens a follow stream, or returns the error reply.
+    follow_open => call_follow_open(process_ref: &str, selector: OutputSelector) -> Result<StreamPosition, Reply>;
+    /// `POST /processes/run`: starts the process; the first step carries the start frame.
+    run_open => call_run_open(body: &[u8]) -> Result<StreamStep, Reply>;
+    /// The next step of a stream, waiting up to `wait_ms` inside the guest.
+    stream_next => call_stream_next(position: StreamPosition, wait_ms: u32) -> StreamStep;
+}
+
+fn guest_failure(e: wasmtime::Error, call: &str) -> anyhow::Error {
+    anyhow::Error::from(e).context(format!("guest call `{call}` failed"))
+}
+
+fn engine_config(limits: &GuestLimits) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    let n = limits.max_instances;
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(4))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memory_size(limits.memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until `stop` is set.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("sandbox-process-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch thread");
+}
