@@ -1,0 +1,212 @@
+//! The command line's flags: the policy and limits shared by every
+//! subcommand that runs processes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use sandbox_process::{GuestLimits, Limits, Policy};
+
+/// Start and manage operating-system processes through a WebAssembly guest,
+/// and serve the sandbox process HTTP API.
+///
+/// Every request is parsed, validated and answered by the sandboxed guest
+/// component; this host only spawns, pipes, signals and reaps.
+#[derive(Parser, Debug)]
+#[command(name = "sandbox-process", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the sandbox process HTTP API (`/api/v1/...`).
+    Serve(crate::serve::ServeArgs),
+    /// Run one start request and stream the child's output; exit with its
+    /// exit code (128 + signal number when a signal ended it).
+    ///
+    /// REQUEST is the JSON body of `POST /api/v1/processes`, e.g.
+    /// '{"command":"echo","args":["hi"]}'. With "stdin_mode":"pipe" this
+    /// command's standard input is passed to the child. Exits 2 when the
+    /// request is refused (the error is printed as JSON on stderr).
+    Exec(ExecArgs),
+    /// Check a start request without running it: print the normalized
+    /// request (every default applied) as JSON and exit 0, or print the
+    /// error as JSON and exit 2.
+    Validate(ValidateArgs),
+}
+
+/// `sandbox-process exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// The request: inline JSON, @FILE to read it from a file, or - for stdin.
+    #[arg(value_name = "REQUEST")]
+    pub request: String,
+    /// Policy and limits.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// `sandbox-process validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// The request: inline JSON, @FILE to read it from a file, or - for stdin.
+    #[arg(value_name = "REQUEST")]
+    pub request: String,
+    /// Guest limits (validation runs in the guest).
+    #[command(flatten)]
+    pub guest: GuestArgs,
+}
+
+/// What the processes may do, and how much they may take.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Policy and limits")]
+pub struct HostArgs {
+    /// Allow only this command (an absolute path, resolved through symlinks);
+    /// repeat to allow several. Without it any command may run.
+    #[arg(long = "allow-command", value_name = "PATH")]
+    pub allow_commands: Vec<PathBuf>,
+    /// Working directories must be inside DIR (checked after resolving `..`
+    /// and symlinks).
+    #[arg(long, value_name = "DIR")]
+    pub working_dir_root: Option<PathBuf>,
+    /// The working directory of requests that name none [default: the
+    /// current directory].
+    #[arg(long, value_name = "DIR")]
+    pub default_working_dir: Option<PathBuf>,
+    /// Add KEY=VALUE to the base environment of every child; repeatable.
+    /// Requests may add to and override it.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Start the children's base environment from this program's own
+    /// environment (off: children see only PATH and what --env gives).
+    #[arg(long)]
+    pub inherit_env: bool,
+    /// Refuse requests that set the environment variable NAME (e.g.
+    /// LD_PRELOAD); repeatable.
+    #[arg(long = "forbid-env", value_name = "NAME")]
+    pub forbid_env: Vec<String>,
+    /// The most processes running at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_processes: usize,
+    /// Captured bytes kept per process and stream; past it the oldest lines
+    /// are dropped (and counted).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub capture_bytes: usize,
+    /// Longer output lines are split into pieces of this size.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
+    pub max_line_bytes: usize,
+    /// Ended processes kept for inspection before the oldest are forgotten.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_retained_exited: usize,
+    /// Do not give children a parent-death signal (by default a child is
+    /// sent SIGKILL if this program dies, even by SIGKILL).
+    #[arg(long)]
+    pub no_kill_on_exit: bool,
+    /// Guest limits.
+    #[command(flatten)]
+    pub guest: GuestArgs,
+}
+
+/// What one guest call may use.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Guest limits")]
+pub struct GuestArgs {
+    /// The most linear memory one guest instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub guest_memory_mib: usize,
+    /// The time one guest call may take, in milliseconds; past it the call
+    /// fails (500) and the server goes on.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub guest_call_ms: u64,
+    /// Do not cache the compiled guest (compile it at every start).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl HostArgs {
+    /// The policy and limits these flags describe.
+    pub fn policy_and_limits(&self) -> Result<(Policy, Limits)> {
+        let mut policy = Policy::default();
+        if !self.allow_commands.is_empty() {
+            let mut allowed = Vec::new();
+            for path in &self.allow_commands {
+                if !path.is_absolute() {
+                    bail!("--allow-command {}: give an absolute path", path.display());
+                }
+                allowed.push(path.canonicalize().with_context(|| format!("--allow-command {}", path.display()))?);
+            }
+            policy.allowed_commands = Some(allowed);
+        }
+        if let Some(root) = &self.working_dir_root {
+            policy.working_dir_root =
+                Some(root.canonicalize().with_context(|| format!("--working-dir-root {}", root.display()))?);
+        }
+        if let Some(dir) = &self.default_working_dir {
+            policy.default_working_dir =
+                dir.canonicalize().with_context(|| format!("--default-working-dir {}", dir.display()))?;
+        } else if let Some(root) = &policy.working_dir_root {
+            policy.default_working_dir = root.clone();
+        }
+        if self.inherit_env {
+            policy.base_env = std::env::vars().collect();
+        }
+        for (key, value) in &self.env {
+            policy.base_env.retain(|(k, _)| k != key);
+            policy.base_env.push((key.clone(), value.clone()));
+        }
+        policy.forbidden_env = self.forbid_env.clone();
+        policy.kill_on_host_death = !self.no_kill_on_exit;
+        let limits = Limits {
+            max_processes: self.max_processes,
+            capture_bytes: self.capture_bytes,
+            max_line_bytes: self.max_line_bytes,
+            max_retained_exited: self.max_retained_exited,
+            ..Limits::default()
+        };
+        if limits.max_processes == 0 || limits.capture_bytes == 0 || limits.max_line_bytes == 0 {
+            bail!("--max-processes, --capture-bytes and --max-line-bytes must be positive");
+        }
+        Ok((policy, limits))
+    }
+}
+
+impl GuestArgs {
+    /// The guest limits these flags describe.
+    pub fn guest_limits(&self) -> GuestLimits {
+        let mut limits = GuestLimits {
+            memory_bytes: self.guest_memory_mib.saturating_mul(1 << 20).max(1 << 20),
+            call_budget: Duration::from_millis(self.guest_call_ms.max(1)),
+            ..GuestLimits::default()
+        };
+        if self.no_cache {
+            limits.cache_dir = None;
+        }
+        limits
+    }
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE with a non-empty KEY")),
+    }
+}
+
+/// Reads a request argument: inline JSON, `@FILE`, or `-` for stdin.
+pub fn read_request(arg: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    if arg == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).context("reading the request from stdin")?;
+        Ok(buf)
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read(path).with_context(|| format!("reading the request from {path}"))
+    } else {
+        Ok(arg.as_bytes().to_vec())
+    }
+}

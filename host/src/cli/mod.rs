@@ -1,0 +1,4 @@
+//! The command line: argument parsing and the one-shot subcommands.
+
+pub mod args;
+pub mod exec;
