@@ -287,3 +287,16 @@ async fn wait_ended(proc: &Proc, deadline: Instant) -> bool {
         }
     }
 }
+
+/// Compile-time checks of what embedders rely on: the table is shared
+/// across threads, and its futures can run on a multi-threaded executor
+/// (wasmtime's async host functions require `Send` futures).
+const _: fn(&ProcessTable) = |t| {
+    fn shared<T: Clone + Send + Sync + 'static>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    shared(t);
+    send(t.write_stdin(0, Vec::new()));
+    send(t.read_output(0, OutputSelector::Merged, 0, 0, Duration::ZERO));
+    send(t.wait(0, Duration::ZERO));
+    send(t.shutdown());
+};

@@ -174,3 +174,6 @@ impl Drop for Inner {
         kill_all(&procs, &t.lingering);
     }
 }
+
+#[cfg(test)]
+mod tests;
