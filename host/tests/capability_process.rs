@@ -375,3 +375,17 @@ async fn list_is_in_start_order_and_summary_counts() {
     ended(&t, a.pid).await;
     assert_eq!(t.summary().running_processes, 0);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn works_on_a_current_thread_runtime() {
+    // `start` blocks briefly on the spawner thread, which must not need this
+    // runtime's thread to make progress.
+    let t = table();
+    let p = t.start(piped("cat", &[])).unwrap();
+    t.write_stdin(p.pid, b"a\nb\n".to_vec()).await.unwrap();
+    t.close_stdin(p.pid).unwrap();
+    let (lines, _) = read_all(&t, p.pid, OutputSelector::Merged).await;
+    assert_eq!(texts(&lines), ["a", "b"]);
+    assert_eq!(ended(&t, p.pid).await.exit_code, Some(0));
+    t.shutdown().await;
+}
