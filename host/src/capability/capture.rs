@@ -13,8 +13,11 @@
 //!   grow memory; pieces are cut at a character boundary when possible. A
 //!   partial last line is emitted at end of file.
 //! - Every line gets a sequence number from one counter shared by both
-//!   streams: that is the cursor space, and it makes the merged order the
-//!   arrival order.
+//!   streams, which makes the merged order the arrival order, and an index
+//!   among its own stream's lines. A cursor counts lines of its selection
+//!   (the WIT contract says so): the index for one stream, the sequence
+//!   number for both. So a reader can tell how many lines it missed to the
+//!   cap from the gap between its cursor and the next one.
 //! - Each stream keeps at most `capture_bytes`, counting each line's text
 //!   plus [`LINE_OVERHEAD_BYTES`]; past it the oldest lines *of that stream*
 //!   are dropped and counted, so output is never lost silently and a noisy
@@ -43,6 +46,8 @@ const MIN_LINE_BYTES: usize = 4;
 #[derive(Debug)]
 struct Line {
     seq: u64,
+    /// The line's position among its own stream's lines.
+    index: u64,
     timestamp: u64,
     text: Box<str>,
 }
@@ -56,6 +61,8 @@ struct StreamBuf {
     bytes: usize,
     /// Lines dropped (oldest first) to stay under the cap.
     dropped: u64,
+    /// Lines ever emitted on this stream: the index the next one gets.
+    emitted: u64,
     /// The bytes of a line whose `\n` has not arrived yet; at most
     /// `max_line_bytes` long.
     partial: Vec<u8>,
@@ -199,9 +206,12 @@ impl Capture {
         let seq = self.next_seq;
         self.next_seq += 1;
         let buf = &mut self.streams[s];
+        let index = buf.emitted;
+        buf.emitted += 1;
         buf.bytes += text.len() + LINE_OVERHEAD_BYTES;
         buf.lines.push_back(Line {
             seq,
+            index,
             timestamp,
             text,
         });
@@ -248,13 +258,14 @@ impl Capture {
         self.streams[index(stream)].dropped
     }
 
-    /// At most `max_lines` lines of the selected streams whose sequence
-    /// number is at least `cursor`, oldest first (merged by sequence number).
+    /// At most `max_lines` lines of the selection at or after `cursor`,
+    /// oldest first (merged by sequence number).
     ///
-    /// `next_cursor` is one past the last line returned. When no line is
-    /// returned because there is none left, it moves on to the next number
-    /// that will be given out (never backwards), so a reader whose lines were
-    /// dropped, or that follows one stream while the other is busy, keeps a
+    /// The cursor counts lines of the selection: a stream's own index for
+    /// one stream, the shared sequence number for `merged`. `next_cursor` is
+    /// one past the last line returned. When no line is returned because
+    /// there is none left, it moves on to the next number that will be given
+    /// out (never backwards), so a reader whose lines were dropped keeps a
     /// fresh cursor. `complete` says that no line will ever follow.
     pub(crate) fn read(
         &self,
@@ -263,21 +274,24 @@ impl Capture {
         max_lines: usize,
     ) -> OutputChunk {
         let sel = selected(selector);
+        let merged = sel.len() > 1;
+        // The cursor space of this selection.
+        let key = |l: &Line| if merged { l.seq } else { l.index };
         // Where each selected stream's lines at or after the cursor begin.
         let mut at = [usize::MAX; 2];
         for &s in sel {
-            at[s] = self.streams[s].lines.partition_point(|l| l.seq < cursor);
+            at[s] = self.streams[s].lines.partition_point(|l| key(l) < cursor);
         }
-        let head = |at: &[usize; 2], s: usize| self.streams[s].lines.get(at[s]).map(|l| l.seq);
+        let head = |at: &[usize; 2], s: usize| self.streams[s].lines.get(at[s]).map(|l| (l.seq, key(l)));
         let mut lines = Vec::new();
-        let mut last_seq = None;
+        let mut last_key = None;
         while lines.len() < max_lines {
             let next = sel
                 .iter()
                 .copied()
-                .filter_map(|s| head(&at, s).map(|seq| (seq, s)))
+                .filter_map(|s| head(&at, s).map(|(seq, key)| (seq, key, s)))
                 .min();
-            let Some((seq, s)) = next else { break };
+            let Some((_, key, s)) = next else { break };
             let line = &self.streams[s].lines[at[s]];
             lines.push(OutputLine {
                 stream: stream_at(s),
@@ -285,13 +299,14 @@ impl Capture {
                 timestamp: line.timestamp,
             });
             at[s] += 1;
-            last_seq = Some(seq);
+            last_key = Some(key);
         }
         let more = sel.iter().any(|&s| head(&at, s).is_some());
-        let next_cursor = match last_seq {
-            Some(seq) => seq + 1,
+        let next_key = if merged { self.next_seq } else { self.streams[sel[0]].emitted };
+        let next_cursor = match last_key {
+            Some(key) => key + 1,
             None if more => cursor,
-            None => cursor.max(self.next_seq),
+            None => cursor.max(next_key),
         };
         OutputChunk {
             lines,

@@ -202,20 +202,28 @@ fn cursors_page_through_merged_output_without_loss_or_repeats() {
 }
 
 #[test]
-fn a_stream_cursor_skips_the_other_stream_and_dropped_lines() {
+fn a_stream_cursor_counts_that_streams_lines_so_drops_show_as_a_gap() {
     let cap = 2 * (1 + LINE_OVERHEAD_BYTES);
     let mut c = Capture::new(cap, 1024, true, true);
-    c.push(Stdout, b"a\nb\nc\nd\n", 1); // seq 0..=3, a and b dropped
-    c.push(Stderr, b"x\n", 1); // seq 4
+    c.push(Stdout, b"a\nb\nc\nd\n", 1); // stdout index 0..=3, a and b dropped
+    c.push(Stderr, b"x\n", 1); // seq 4, stderr index 0
     let chunk = c.read(SelOut, 0, 10);
     assert_eq!(texts(&chunk), ["c", "d"]);
     assert_eq!(chunk.next_cursor, 4);
     assert_eq!(chunk.dropped, 2);
-    // Nothing new on stdout: the cursor moves past the stderr line rather
-    // than staying behind it forever.
+    // From 0 to 4 with 2 lines returned: the reader missed 2, the drops.
+    assert_eq!(chunk.next_cursor - 0 - chunk.lines.len() as u64, chunk.dropped);
+    // The stderr line is not in stdout's cursor space.
     let chunk = c.read(SelOut, 4, 10);
     assert!(chunk.lines.is_empty());
+    assert_eq!(chunk.next_cursor, 4);
+    let chunk = c.read(SelErr, 0, 10);
+    assert_eq!((texts(&chunk), chunk.next_cursor), (vec!["x"], 1));
+    // Merged counts both streams: seq 0..=4, 2 of them dropped.
+    let chunk = c.read(Merged, 0, 10);
+    assert_eq!(texts(&chunk), ["c", "d", "x"]);
     assert_eq!(chunk.next_cursor, 5);
+    assert_eq!(chunk.next_cursor - chunk.lines.len() as u64, 2);
     // A cursor beyond everything is kept as it is.
     assert_eq!(c.read(SelOut, 99, 10).next_cursor, 99);
 }
