@@ -137,8 +137,11 @@ async fn every_error_of_the_table() {
     s.post_json(&format!("{base}/signal"), &json!({"signal": 15})).await.assert_error(400, "NOT_RUNNING");
 
     // Transport-level refusals.
-    let big = format!("{{\"command\":\"{}\"}}", "a".repeat(2 << 20));
-    s.post("/api/v1/processes", big).await.assert_error(413, "LIMIT_EXCEEDED");
+    // An oversize body is refused from its Content-Length, before it is
+    // read; a raw request shows that without racing the client's upload.
+    let answer = raw_request(&s, "POST /api/v1/processes HTTP/1.1\r\nContent-Length: 2097152\r\n");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""code":"LIMIT_EXCEEDED""#), "{answer}");
     s.get("/api/v1/nowhere").await.assert_error(404, "NOT_FOUND");
     let wrong_method = Answer::from(s.request(Method::PUT, "/api/v1/processes").send().await.unwrap()).await;
     wrong_method.assert_error(405, "METHOD_NOT_ALLOWED");
@@ -291,4 +294,17 @@ fn refuses_to_listen_beyond_loopback_without_a_token() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("without a token"), "{stderr}");
+}
+
+/// Sends a request head (with the token) and returns the whole response.
+fn raw_request(s: &Server, head: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = s.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let token = s.token.as_deref().unwrap_or("");
+    write!(stream, "{head}Host: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
 }

@@ -43,13 +43,18 @@ pub(super) fn process_ref(uri: &OriginalUri) -> &str {
 
 /// Reads at most `limit` bytes of body; `Err` is the 413 to send.
 pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_large = || {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "LIMIT_EXCEEDED",
             &format!("request body larger than {limit} bytes (or cut off)"),
         )
-    })
+    };
+    // A declared Content-Length over the limit is refused before reading.
+    if usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
 }
 
 /// Turns a guest call's outcome into the response.
