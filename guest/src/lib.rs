@@ -20,7 +20,9 @@ pub mod render;
 pub mod request;
 pub mod sse;
 
-#[cfg(feature = "component")]
+// Only on wasm: natively the capability's imports have nothing to link to,
+// and `cargo test --workspace` builds this cdylib for the host target too.
+#[cfg(all(feature = "component", target_family = "wasm"))]
 mod bindings;
 
 #[cfg(test)]
