@@ -21,31 +21,6 @@ fn main() {
     // A target dir of its own: the outer cargo holds the lock on ours.
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let target_dir = out_dir.join("guest-target");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        // Small, fast guests: whole-program optimisation, no debug info.
-        .args(["--config", "profile.release.lto=true", "--config", "profile.release.codegen-units=1"])
-        .args(["--config", "profile.release.debug=false", "--config", "profile.release.strip=true"])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        // Flags meant for the host (sanitizers, target-cpu) must not reach
-        // the wasm build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_LLVM_COV");
-    for (package, _, _) in GUESTS {
-        cmd.args(["-p", package]);
-    }
-    let status = cmd.status().expect("failed to run cargo for the wasm guests");
-    if !status.success() {
-        panic!(
-            "building the wasm guests failed ({status}); is the target installed? \
-             run `rustup target add wasm32-wasip2`"
-        );
-    }
     // A stable copy for the other runtimes (Node via jco, the wasmtime CLI),
     // so that they load the very bytes this host embeds.
     let shared = std::env::var_os("CARGO_TARGET_DIR")
@@ -53,11 +28,42 @@ fn main() {
         .unwrap_or_else(|| workspace.join("target"))
         .join("wasm");
     std::fs::create_dir_all(&shared).expect("creating target/wasm");
-    for (_, file, var) in GUESTS {
+    // One cargo run per package: built together, cargo would unify the
+    // guest crate's features and the validator would link the guest's
+    // bindings (and import the capability it must not need). Each artifact
+    // is copied out at once, before the next build can touch it.
+    for (package, file, var) in GUESTS {
+        build_wasm(workspace, &target_dir, package);
         let wasm = target_dir.join("wasm32-wasip2/release").join(file);
-        assert!(wasm.exists(), "{} was not built", wasm.display());
-        println!("cargo:rustc-env={var}={}", wasm.display());
+        let embedded = out_dir.join(file);
+        std::fs::copy(&wasm, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
         std::fs::copy(&wasm, shared.join(file)).expect("copying the wasm to target/wasm");
+        println!("cargo:rustc-env={var}={}", embedded.display());
+    }
+}
+
+fn build_wasm(workspace: &Path, target_dir: &Path, package: &str) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", package])
+        // Small, fast guests: whole-program optimisation, no debug info.
+        .args(["--config", "profile.release.lto=true", "--config", "profile.release.codegen-units=1"])
+        .args(["--config", "profile.release.debug=false", "--config", "profile.release.strip=true"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        // Flags meant for the host (sanitizers, target-cpu) must not reach
+        // the wasm build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_LLVM_COV");
+    let status = cmd.status().expect("failed to run cargo for the wasm guests");
+    if !status.success() {
+        panic!(
+            "building {package} for wasm32-wasip2 failed ({status}); is the target installed? \
+             run `rustup target add wasm32-wasip2`"
+        );
     }
 }
 
