@@ -108,7 +108,15 @@ impl GuestRuntime {
         &self.engine
     }
 
-    async fn instantiate(&self) -> Result<(Store<CallState>, Guest)> {
+    /// A fresh store and instance, kept for as many calls as the caller
+    /// makes. Each call gets the whole time budget again.
+    ///
+    /// Not what the server does (every request gets a fresh instance, so no
+    /// state carries over between requests and a trap affects only its own
+    /// call): this exists so that the benchmark harness can tell what
+    /// instantiation costs against a reused instance.
+    #[doc(hidden)]
+    pub async fn session(&self) -> Result<GuestSession> {
         let state = CallState {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             resources: ResourceTable::new(),
@@ -117,12 +125,21 @@ impl GuestRuntime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (self.limits.call_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
+        let budget_ticks = (self.limits.call_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(budget_ticks);
         let guest = self.pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating the guest")?;
-        Ok((store, guest))
+        Ok(GuestSession { store, guest, budget_ticks })
     }
+}
+
+/// One guest instance and its store, for several calls in a row (see
+/// [`GuestRuntime::session`]).
+#[doc(hidden)]
+pub struct GuestSession {
+    store: Store<CallState>,
+    guest: Guest,
+    budget_ticks: u64,
 }
 
 impl Drop for GuestRuntime {
@@ -131,16 +148,26 @@ impl Drop for GuestRuntime {
     }
 }
 
-/// One method per exported API function: a fresh instance, one call.
+/// One method per exported API function, on a session (a call on its
+/// instance) and on the runtime (a fresh instance for one call).
 macro_rules! api_calls {
     ($($(#[$doc:meta])* $name:ident => $call:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        impl GuestSession {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&mut self, $($arg: $ty),*) -> Result<$ret> {
+                    self.store.set_epoch_deadline(self.budget_ticks);
+                    let api = self.guest.sandbox_process_api();
+                    api.$call(&mut self.store, $($arg),*).await.map_err(|e| guest_failure(e, stringify!($name)))
+                }
+            )*
+        }
+
         impl GuestRuntime {
             $(
                 $(#[$doc])*
                 pub async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
-                    let (mut store, guest) = self.instantiate().await?;
-                    let api = guest.sandbox_process_api();
-                    api.$call(&mut store, $($arg),*).await.map_err(|e| guest_failure(e, stringify!($name)))
+                    self.session().await?.$name($($arg),*).await
                 }
             )*
         }
