@@ -1,0 +1,98 @@
+"""The official Python client (tensorlake.sandbox.Sandbox) against this server.
+
+API.md says the client wins where it and the documentation disagree: these
+tests are what "compatible" means in practice.
+"""
+
+import time
+
+import pytest
+from tensorlake.sandbox.models import OutputMode, ProcessStatus, StdinMode
+
+
+def value(traced):
+    # The client wraps replies with a trace id.
+    return getattr(traced, "value", traced)
+
+
+def wait_ended(sandbox, pid):
+    for _ in range(500):
+        info = value(sandbox.get_process(pid))
+        if info.status != ProcessStatus.RUNNING:
+            return info
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not end")
+
+
+def wait_lines(read, count):
+    # Output is complete a moment after the exit, once the pipes drain.
+    for _ in range(500):
+        reply = value(read())
+        if reply.line_count >= count:
+            return reply
+        time.sleep(0.01)
+    return value(read())
+
+
+def test_health_and_info(sandbox):
+    assert value(sandbox.health()).healthy is True
+    info = value(sandbox.daemon_info())
+    assert info.version and info.uptime_secs >= 0
+
+
+def test_start_get_list_and_output(sandbox):
+    started = value(sandbox.start_process("echo", args=["hello", "client"]))
+    assert started.command == "echo" and started.args == ["hello", "client"]
+    ended = wait_ended(sandbox, started.pid)
+    assert ended.status == ProcessStatus.EXITED and ended.exit_code == 0 and ended.ended_at is not None
+    assert started.pid in [p.pid for p in sandbox.list_processes()]
+    stdout = wait_lines(lambda: sandbox.get_stdout(started.pid), 1)
+    assert stdout.lines == ["hello client"] and stdout.line_count == 1
+    assert value(sandbox.get_stderr(started.pid)).lines == []
+
+
+def test_stdin_round_trip_and_follow(sandbox):
+    cat = value(sandbox.start_process("cat", stdin_mode=StdinMode.PIPE))
+    assert cat.stdin_writable is True
+    sandbox.write_stdin(cat.pid, b"one\ntwo\n")
+    sandbox.close_stdin(cat.pid)
+    events = list(sandbox.follow_output(cat.pid))
+    assert [e.line for e in events] == ["one", "two"]
+    assert all(e.stream == "stdout" for e in events)
+    assert wait_ended(sandbox, cat.pid).exit_code == 0
+
+
+def test_discarded_output(sandbox):
+    p = value(sandbox.start_process("echo", args=["gone"], stdout_mode=OutputMode.DISCARD))
+    wait_ended(sandbox, p.pid)
+    assert value(sandbox.get_stdout(p.pid)).lines == []
+
+
+def test_signal_and_kill(sandbox):
+    sleeper = value(sandbox.start_process("sleep", args=["30"]))
+    assert value(sandbox.send_signal(sleeper.pid, 15)).success is True
+    info = wait_ended(sandbox, sleeper.pid)
+    assert info.status == ProcessStatus.SIGNALED and info.signal == 15 and info.exit_code is None
+    other = value(sandbox.start_process("sh", args=["-c", "sleep 30 & sleep 30"]))
+    sandbox.kill_process(other.pid)
+    assert wait_ended(sandbox, other.pid).signal == 9
+
+
+def test_run_with_both_streams_and_a_timeout(sandbox):
+    result = value(sandbox.run("sh", args=["-c", "echo out; echo err >&2; exit 3"]))
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out", "err")
+    assert result.reason.value == "exited"
+    timed = value(sandbox.run("sleep", args=["30"], timeout=0.5))
+    assert timed.reason.value == "timed_out" and timed.exit_code == -9
+
+
+def test_errors_reach_the_client_with_their_status(sandbox):
+    with pytest.raises(Exception) as refused:
+        sandbox.start_process("")
+    assert "400" in str(refused.value) and "command" in str(refused.value)
+    with pytest.raises(Exception) as missing:
+        sandbox.get_process(999999999)
+    assert "404" in str(missing.value) or "not found" in str(missing.value).lower()
+    with pytest.raises(Exception) as managed:
+        sandbox.start_process("ls", name="web")
+    assert "name" in str(managed.value)
