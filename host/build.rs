@@ -33,20 +33,31 @@ fn main() {
     // bindings (and import the capability it must not need). Each artifact
     // is copied out at once, before the next build can touch it.
     for (package, file, var) in GUESTS {
-        build_wasm(workspace, &target_dir, package);
+        build_wasm(workspace, &target_dir, package, &[]);
         let wasm = target_dir.join("wasm32-wasip2/release").join(file);
         let embedded = out_dir.join(file);
         std::fs::copy(&wasm, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
         std::fs::copy(&wasm, shared.join(file)).expect("copying the wasm to target/wasm");
         println!("cargo:rustc-env={var}={}", embedded.display());
     }
+    // For the tests only: the guest with its `fault-injection` feature
+    // (calls that trap, loop or exhaust memory). A target dir of its own,
+    // so that its features can never reach the artifacts above: the
+    // binary embeds SANDBOX_PROCESS_GUEST_WASM, never this one.
+    let faulty_target = out_dir.join("guest-target-faulty");
+    build_wasm(workspace, &faulty_target, "sandbox-process-guest", &["--features", "fault-injection"]);
+    let wasm = faulty_target.join("wasm32-wasip2/release/sandbox_process_guest.wasm");
+    let faulty = out_dir.join("sandbox_process_guest_faulty.wasm");
+    std::fs::copy(&wasm, &faulty).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
+    println!("cargo:rustc-env=SANDBOX_PROCESS_FAULTY_GUEST_WASM={}", faulty.display());
 }
 
-fn build_wasm(workspace: &Path, target_dir: &Path, package: &str) {
+fn build_wasm(workspace: &Path, target_dir: &Path, package: &str, extra: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
         .args(["build", "--release", "--target", "wasm32-wasip2", "-p", package])
+        .args(extra)
         // Small, fast guests: whole-program optimisation, no debug info.
         .args(["--config", "profile.release.lto=true", "--config", "profile.release.codegen-units=1"])
         .args(["--config", "profile.release.debug=false", "--config", "profile.release.strip=true"])

@@ -214,6 +214,8 @@ struct Component;
 
 impl wit_api::Guest for Component {
     fn start(body: Vec<u8>) -> wit_api::Reply {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::inject(&body);
         reply(api::start(&Imported, &body))
     }
 
@@ -271,6 +273,8 @@ impl wit_api::Guest for Component {
     }
 
     fn run_open(body: Vec<u8>) -> Result<wit_api::StreamStep, wit_api::Reply> {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::inject(&body);
         api::run_open(&Imported, &body).map(step).map_err(reply)
     }
 

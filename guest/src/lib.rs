@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod api;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod json;
 pub mod model;
 pub mod render;

@@ -1,0 +1,43 @@
+//! Test-only faults, compiled in only with the `fault-injection` feature.
+//!
+//! The host must survive a guest that traps, loops or exhausts its memory:
+//! such a call fails alone (500) and the next one succeeds. To show that,
+//! the host's build script builds a *second* copy of this guest with the
+//! feature on (`SANDBOX_PROCESS_FAULTY_GUEST_WASM`, in a target directory of
+//! its own) for the tests; the guest the host embeds never has it.
+//!
+//! A `start` or `run` body whose `command` is one of these misbehaves
+//! instead of starting anything:
+//!
+//! - `__trap__`: panics, which on wasm aborts: a trap;
+//! - `__loop__`: spins forever, until the host's time budget stops it;
+//! - `__oom__`: allocates until the host's memory limit refuses more.
+
+use crate::json::{self, Node};
+
+/// Misbehaves as described above if `body` asks for it; otherwise returns.
+pub fn inject(body: &[u8]) {
+    let Ok(members) = json::object(body) else {
+        return;
+    };
+    let command = members.iter().find_map(|(name, value)| match (name.as_str(), value) {
+        ("command", Node::String(command)) => Some(command.as_str()),
+        _ => None,
+    });
+    match command {
+        Some("__trap__") => panic!("fault injection: __trap__"),
+        Some("__loop__") => {
+            let mut spins: u64 = 0;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        }
+        Some("__oom__") => {
+            let mut hog: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hog.push(std::hint::black_box(vec![1u8; 1 << 20]));
+            }
+        }
+        _ => {}
+    }
+}
