@@ -38,8 +38,8 @@ pub struct Policy {
     /// (`PR_SET_PDEATHSIG`), so that a crashed host leaves no orphans.
     ///
     /// Caveats: the signal fires when the *thread* that spawned the child
-    /// exits, not the process, which is why the table spawns from one
-    /// long-lived thread of its own; it is cleared when the child executes a
+    /// exits, not the process, which is why the host spawns from one
+    /// thread that never exits; it is cleared when the child executes a
     /// set-user-ID program; it reaches the child only, not processes the
     /// child starts (the kill of the whole group at shutdown covers those
     /// while the host is alive). It needs a `pre_exec` hook, which makes the

@@ -1,13 +1,23 @@
 //! Starting a child, and the tasks that serve it: one pump per captured
 //! pipe, one reaper.
 //!
-//! Spawning happens on one long-lived thread per table (the *spawner*).
-//! `PR_SET_PDEATHSIG` fires when the thread that forked the child exits,
-//! not when the process does: a child forked from a short-lived thread (a
-//! `spawn_blocking` worker retires after 10 s idle) would be killed at a
-//! random moment. The spawner lives exactly as long as the table, so the
-//! death signal means what it says. The spawner enters the caller's tokio
-//! runtime, so the pipes and the child are registered with it.
+//! Spawning happens on one long-lived thread per host process (the
+//! *spawner*), shared by every table:
+//!
+//! - `PR_SET_PDEATHSIG` fires when the thread that forked the child exits,
+//!   not when the process does: a child forked from a short-lived thread (a
+//!   `spawn_blocking` worker retires after 10 s idle) would be killed at a
+//!   random moment. The spawner never exits, so the death signal means what
+//!   it says: the host died. (A dropped table kills its children itself.)
+//! - A child inherits every file descriptor of the host until it executes
+//!   (close-on-exec only closes them then). Were two threads forking at
+//!   once, the child of one could hold the other's pipes for that moment:
+//!   a child that closed its stdin would still have a reader, and a write
+//!   to it would succeed. One thread creates every pipe and forks every
+//!   child, so a fork never sees another spawn's child-side ends.
+//!
+//! The spawner enters the caller's tokio runtime for each spawn, so the
+//! pipes and the child are registered with it.
 
 use std::io;
 use std::path::Path;
@@ -32,11 +42,12 @@ const READ_BUF_MAX: usize = 64 << 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The table's spawning thread, started at the first spawn.
+/// The jobs of the spawning thread, which starts at the first spawn.
+static JOBS: Mutex<Option<mpsc::Sender<Job>>> = Mutex::new(None);
+
+/// A table's handle to the host process's one spawning thread.
 #[derive(Default)]
-pub(crate) struct Spawner {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-}
+pub(crate) struct Spawner;
 
 impl Spawner {
     /// Runs `job` on the spawner thread and returns its result.
@@ -50,16 +61,15 @@ impl Spawner {
             let _ = reply.send(job());
         });
         {
-            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let mut jobs = JOBS.lock().unwrap_or_else(|e| e.into_inner());
             if jobs.is_none() {
                 let (tx, rx) = mpsc::channel::<Job>();
                 std::thread::Builder::new()
                     .name("process-spawner".to_owned())
-                    // Ends when the table drops its sender; every child it
-                    // forked then gets its death signal, as intended.
-                    // A panicking job (a runtime without I/O, say) must not
-                    // take the thread down: its caller sees the reply
-                    // channel close and reports an internal error.
+                    // Never ends: the sender is static. A panicking job (a
+                    // runtime without I/O, say) must not take the thread
+                    // down: its caller sees the reply channel close and
+                    // reports an internal error.
                     .spawn(move || {
                         for job in rx {
                             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
