@@ -3,7 +3,11 @@
 //! A [`ProcessTable`] starts real processes and keeps track of them:
 //!
 //! - each child leads its own process group, so signals and kills reach
-//!   everything it started (`signal`);
+//!   everything it started that stayed in the group (`signal`);
+//! - where the machine allows it, each child also gets a cgroup (v2) that
+//!   nothing it starts can leave, so `kill` ends even descendants that
+//!   detached with `setsid`; otherwise process groups alone (`cgroup`,
+//!   [`Containment`]);
 //! - its environment, working directory and executable are checked against
 //!   a [`Policy`] and resolved to canonical paths first (`policy`);
 //! - its output is captured line by line, with timestamps, in a buffer
@@ -12,9 +16,10 @@
 //! - readers and waiters sleep on a per-process `watch` channel rather than
 //!   poll (`process`);
 //! - dropping the last clone of the table, or [`ProcessTable::shutdown`],
-//!   kills every group it started (`table`).
+//!   kills every group (and cgroup) it started (`table`).
 
 mod capture;
+mod cgroup;
 mod policy;
 mod process;
 mod signal;
@@ -22,6 +27,7 @@ mod spawn;
 mod stdin;
 mod table;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +35,7 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 pub use capture::LINE_OVERHEAD_BYTES;
-pub use policy::{DEFAULT_PATH, Limits, Policy};
+pub use policy::{Containment, DEFAULT_PATH, Limits, Policy};
 
 use crate::types::{
     HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest,
@@ -69,13 +75,17 @@ impl std::fmt::Debug for ProcessTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessTable")
             .field("live", &self.live_count())
+            .field("containment", &self.inner.containment.describe())
             .finish_non_exhaustive()
     }
 }
 
 impl ProcessTable {
     /// An empty table that applies `policy` and `limits` to every start.
-    /// The policy's allow-list and root are canonicalized here, once.
+    /// The policy's allow-list and root are canonicalized here, once, and
+    /// the containment is set up: with cgroups, the table's cgroup is
+    /// created (and, at the first table of the process, the cgroups that
+    /// hosts killed earlier left behind are cleaned up).
     pub fn new(policy: Policy, limits: Limits) -> Self {
         ProcessTable {
             inner: Arc::new(Inner::new(CheckedPolicy::new(policy), limits)),
@@ -94,6 +104,14 @@ impl ProcessTable {
         })?;
         let prepared = self.inner.policy.prepare(&req)?;
         let order = self.inner.reserve()?;
+        let (cgroup, cgroup_procs) = match self.inner.containment.child(order) {
+            Ok(Some((cgroup, procs))) => (Some(cgroup), Some(procs)),
+            Ok(None) => (None, None),
+            Err(e) => {
+                self.inner.unreserve();
+                return Err(e);
+            }
+        };
         let kill_on_host_death = self.inner.policy.policy.kill_on_host_death;
         let mut child = match spawn::spawn(
             &self.inner.spawner,
@@ -101,9 +119,13 @@ impl ProcessTable {
             &prepared,
             &req,
             kill_on_host_death,
+            cgroup_procs,
         ) {
             Ok(child) => child,
             Err(e) => {
+                if let (Some(cgroups), Some(cgroup)) = (self.inner.containment.cgroups(), &cgroup) {
+                    cgroups.discard(cgroup);
+                }
                 self.inner.unreserve();
                 return Err(e);
             }
@@ -117,15 +139,10 @@ impl ProcessTable {
             child.stderr.is_some(),
         );
         let stdin = Stdin::new(child.stdin.take());
-        let proc = Arc::new(Proc::new(
-            pid,
-            order,
-            req.command,
-            req.args,
-            now_ms(),
-            stdin,
-            capture,
-        ));
+        let proc = Arc::new(
+            Proc::new(pid, order, req.command, req.args, now_ms(), stdin, capture)
+                .with_cgroup(cgroup),
+        );
         let registered = self.inner.register(&proc);
         if registered.is_err() {
             // A shutdown began while we spawned: it could not see this
@@ -151,6 +168,11 @@ impl ProcessTable {
 
     /// Sends `signal` (1 to 64) to the process group of `pid`.
     ///
+    /// Always the process group, even with cgroup containment (a cgroup can
+    /// be killed, not signalled): a descendant that left the group with
+    /// `setsid` does not get the signal, though [`ProcessTable::kill`]
+    /// ends it.
+    ///
     /// Fails with `invalid-signal` for another number and `not-running` once
     /// the process has been reaped.
     pub fn signal(&self, pid: u32, signal: i32) -> Result<(), ProcessError> {
@@ -174,10 +196,22 @@ impl ProcessTable {
         }
     }
 
-    /// Sends SIGKILL to the process group of `pid`. Succeeds on a process
-    /// that already ended too, killing members of its group that may remain.
+    /// Ends everything `pid` started: SIGKILL to its process group and,
+    /// with cgroup containment, to every process in its cgroup, which
+    /// includes descendants that left the group (`setsid`, daemons).
+    ///
+    /// Succeeds on a process that already ended too, killing what it left
+    /// behind: members of its group and, with cgroups, anything in its
+    /// cgroup (which is then removed once empty).
     pub fn kill(&self, pid: u32) -> Result<(), ProcessError> {
-        self.inner.find(pid)?.kill_group();
+        let proc = self.inner.find(pid)?;
+        proc.kill_group();
+        if let Some(cgroup) = &proc.cgroup
+            && cgroup.is_reaped()
+        {
+            // No reap will follow to remove it: do so once the killed exit.
+            cgroup.remove_when_empty();
+        }
         Ok(())
     }
 
@@ -252,11 +286,17 @@ impl ProcessTable {
     }
 
     /// Sends SIGKILL to every process group the table started that may
-    /// still have members, refuses further starts, and waits (at most 5 s)
-    /// until every child is reaped, so their output completes.
+    /// still have members (and, with cgroups, to every process in the
+    /// table's cgroups), refuses further starts, and waits (at most 5 s)
+    /// until every child is reaped, so their output completes, and every
+    /// cgroup is removed.
     pub async fn shutdown(&self) {
         self.inner.lock().closing = true;
         let (procs, lingering) = self.inner.snapshot();
+        let cgroups = self.inner.containment.cgroups();
+        if let Some(cgroups) = cgroups {
+            cgroups.kill_all();
+        }
         table::kill_all(&procs, &lingering);
         let deadline = Instant::now() + SHUTDOWN_REAP_TIMEOUT;
         for proc in &procs {
@@ -264,6 +304,30 @@ impl ProcessTable {
                 tracing::warn!(pid = proc.pid, "a killed process was not reaped in time");
             }
         }
+        if let Some(cgroups) = cgroups {
+            // Again: a start that was spawning when the first kill went out.
+            cgroups.kill_all();
+            if !cgroups.remove_all_until(deadline).await {
+                tracing::warn!(
+                    cgroup = %cgroups.dir().display(),
+                    "killed processes did not exit in time: their cgroups remain"
+                );
+            }
+        }
+    }
+
+    /// How this table contains what its children start:
+    /// [`Containment::Cgroup`] (a cgroup per child) or
+    /// [`Containment::ProcessGroup`], never `Auto`. A table that requires
+    /// cgroups where none are available says `Cgroup`, and refuses starts.
+    pub fn containment(&self) -> Containment {
+        self.inner.containment.mode()
+    }
+
+    /// The cgroup directory under which this table makes one cgroup per
+    /// child, when it uses cgroups.
+    pub fn cgroup_dir(&self) -> Option<&Path> {
+        self.inner.containment.cgroups().map(|c| c.dir())
     }
 
     /// Processes running now (started and not yet reaped).

@@ -46,6 +46,37 @@ pub struct Policy {
     /// standard library fork instead of using `posix_spawn`: slower for a
     /// host with a large memory map, hence the flag.
     pub kill_on_host_death: bool,
+    /// How everything a child starts is kept together, so that `kill` and
+    /// shutdown end it all: a cgroup per child where the machine allows it,
+    /// or process groups only (see [`Containment`]). Default
+    /// [`Containment::Auto`].
+    pub containment: Containment,
+}
+
+/// How a table keeps together everything a child starts.
+///
+/// Every child leads its own process group in every mode, and `signal`
+/// always goes to that group. What differs is what `kill` (and shutdown)
+/// can reach:
+///
+/// - with a **cgroup** per child (cgroup v2), every descendant of the child
+///   stays in the child's cgroup whatever it does (`setsid`, double fork),
+///   and `kill` ends the whole cgroup through `cgroup.kill`;
+/// - with **process groups** only, `kill` reaches the members of the
+///   child's group: a descendant that called `setsid` or `setpgid` has left
+///   it and survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Containment {
+    /// A cgroup per child when a writable cgroup v2 hierarchy with
+    /// `cgroup.kill` (Linux 5.14) is found at table creation; process groups
+    /// otherwise.
+    #[default]
+    Auto,
+    /// A cgroup per child, or no child at all: when cgroups are not
+    /// available every start fails with an `internal` error saying why.
+    Cgroup,
+    /// Process groups only, even where cgroups are available.
+    ProcessGroup,
 }
 
 /// The default `PATH` of a child: the system directories only.
@@ -54,7 +85,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 impl Default for Policy {
     /// Any command, any directory, starting in the current directory, with
     /// an environment of only `PATH=/usr/local/bin:/usr/bin:/bin`, nothing
-    /// forbidden, children killed if the host dies.
+    /// forbidden, children killed if the host dies, a cgroup per child where
+    /// the machine allows it.
     ///
     /// The base environment is deliberately minimal: nothing of the
     /// server's own environment (tokens, `HOME`, proxies) leaks to children
@@ -67,6 +99,7 @@ impl Default for Policy {
             base_env: vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())],
             forbidden_env: Vec::new(),
             kill_on_host_death: true,
+            containment: Containment::Auto,
         }
     }
 }

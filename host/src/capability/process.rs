@@ -9,11 +9,12 @@
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
 use super::capture::Capture;
+use super::cgroup::ChildCgroup;
 use super::signal;
 use super::stdin::Stdin;
 use crate::types::{OutputChunk, OutputSelector, OutputStream, ProcessInfo, ProcessStatus};
@@ -73,6 +74,8 @@ pub(crate) struct Proc {
     pub(crate) args: Vec<String>,
     pub(crate) started_at: u64,
     pub(crate) stdin: Stdin,
+    /// Its cgroup, with cgroup containment.
+    pub(crate) cgroup: Option<Arc<ChildCgroup>>,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
 }
@@ -94,6 +97,7 @@ impl Proc {
             args,
             started_at,
             stdin,
+            cgroup: None,
             state: Mutex::new(State {
                 end: None,
                 capture,
@@ -101,6 +105,12 @@ impl Proc {
             }),
             changed: watch::Sender::new(0),
         }
+    }
+
+    /// The process with its cgroup.
+    pub(crate) fn with_cgroup(mut self, cgroup: Option<Arc<ChildCgroup>>) -> Self {
+        self.cgroup = cgroup;
+        self
     }
 
     /// The state; a panic elsewhere while it was held can't leave it
@@ -178,9 +188,13 @@ impl Proc {
         self.stdin.close();
     }
 
-    /// SIGKILL to the group if it may have members: while running, or after
-    /// the end if members may remain. Returns whether it may still have some.
+    /// SIGKILL to everything in the child's cgroup, if it has one; and to
+    /// the group if it may have members: while running, or after the end if
+    /// members may remain. Returns whether the group may still have some.
     pub(crate) fn kill_group(&self) -> bool {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill();
+        }
         let mut state = self.lock();
         if state.end.is_none() || state.group_alive {
             let alive = signal::kill_group(self.pid);

@@ -18,8 +18,12 @@
 //!
 //! The spawner enters the caller's tokio runtime for each spawn, so the
 //! pipes and the child are registered with it.
+//!
+//! With cgroup containment the child moves itself into its cgroup before it
+//! executes anything (see `cgroup`).
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak, mpsc};
@@ -88,8 +92,14 @@ impl Spawner {
 }
 
 /// The command for `prepared`: its own process group, a clean environment,
-/// the requested stdio, argv[0] as requested.
-fn command(prepared: &Prepared, req: &StartRequest, kill_on_host_death: bool) -> Command {
+/// the requested stdio, argv[0] as requested; moved into the cgroup whose
+/// `cgroup.procs` is open as `cgroup_procs`, if any.
+fn command(
+    prepared: &Prepared,
+    req: &StartRequest,
+    kill_on_host_death: bool,
+    cgroup_procs: Option<RawFd>,
+) -> Command {
     let mut cmd = Command::new(&prepared.program);
     cmd.arg0(&req.command)
         .args(&req.args)
@@ -104,6 +114,23 @@ fn command(prepared: &Prepared, req: &StartRequest, kill_on_host_death: bool) ->
         })
         .stdout(stdio(req.stdout_mode))
         .stderr(stdio(req.stderr_mode));
+    if let Some(fd) = cgroup_procs {
+        // SAFETY: the closure runs in the forked child before exec and makes
+        // one async-signal-safe call (write), allocating nothing. `fd` stays
+        // open in the parent until the spawn returned (see `spawn`), so the
+        // forked child has it; it is close-on-exec, so the program doesn't.
+        unsafe {
+            cmd.pre_exec(move || {
+                // "0" moves the writing process: the child, before it runs
+                // anything that could fork.
+                match libc::write(fd, b"0".as_ptr().cast(), 1) {
+                    1 => Ok(()),
+                    -1 => Err(io::Error::last_os_error()),
+                    _ => Err(io::Error::from_raw_os_error(libc::EIO)),
+                }
+            });
+        }
+    }
     if kill_on_host_death {
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe calls (prctl, getppid), allocating nothing.
@@ -139,19 +166,29 @@ fn stdio(mode: OutputMode) -> Stdio {
     }
 }
 
-/// Spawns the child on the spawner thread, inside `handle`'s runtime.
+/// Spawns the child on the spawner thread, inside `handle`'s runtime; into
+/// the cgroup whose `cgroup.procs` is open as `cgroup_procs`, if any.
 pub(crate) fn spawn(
     spawner: &Spawner,
     handle: &Handle,
     prepared: &Prepared,
     req: &StartRequest,
     kill_on_host_death: bool,
+    cgroup_procs: Option<OwnedFd>,
 ) -> Result<Child, ProcessError> {
-    let mut cmd = command(prepared, req, kill_on_host_death);
+    let mut cmd = command(
+        prepared,
+        req,
+        kill_on_host_death,
+        cgroup_procs.as_ref().map(AsRawFd::as_raw_fd),
+    );
     let handle = handle.clone();
     let spawned = spawner.run(move || {
         let _runtime = handle.enter();
-        cmd.spawn()
+        let spawned = cmd.spawn();
+        // Closed only now: the pre_exec hook writes to it in the child.
+        drop(cgroup_procs);
+        spawned
     })?;
     spawned.map_err(|e| spawn_error(&req.command, &prepared.program, e))
 }
@@ -163,17 +200,22 @@ fn spawn_error(command: &str, program: &Path, e: io::Error) -> ProcessError {
 /// Starts the pumps of the captured pipes and the reaper of `child`.
 pub(crate) fn serve(handle: &Handle, mut child: Child, proc: &Arc<Proc>, table: Weak<Inner>) {
     if let Some(out) = child.stdout.take() {
-        handle.spawn(pump(proc.clone(), OutputStream::Stdout, out));
+        handle.spawn(pump(proc.clone(), OutputStream::Stdout, out, table.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        handle.spawn(pump(proc.clone(), OutputStream::Stderr, err));
+        handle.spawn(pump(proc.clone(), OutputStream::Stderr, err, table.clone()));
     }
     handle.spawn(reap(child, proc.clone(), table));
 }
 
 /// Reads one pipe into the capture until end of file (which comes when
 /// every member of the group holding it has closed or exited).
-async fn pump(proc: Arc<Proc>, stream: OutputStream, mut pipe: impl AsyncRead + Unpin) {
+async fn pump(
+    proc: Arc<Proc>,
+    stream: OutputStream,
+    mut pipe: impl AsyncRead + Unpin,
+    table: Weak<Inner>,
+) {
     let mut buf = vec![0u8; READ_BUF_MIN];
     loop {
         match pipe.read(&mut buf).await {
@@ -192,6 +234,13 @@ async fn pump(proc: Arc<Proc>, stream: OutputStream, mut pipe: impl AsyncRead + 
         }
     }
     proc.finish_output(stream, super::now_ms());
+    // The last holder of the pipe is gone: often a stray member that kept
+    // the cgroup of a reaped child populated.
+    if let Some(inner) = table.upgrade()
+        && let Some(cgroups) = inner.containment.cgroups()
+    {
+        cgroups.tidy();
+    }
 }
 
 /// Waits for the child (so it never lingers as a zombie) and records its end.
@@ -199,7 +248,12 @@ async fn reap(mut child: Child, proc: Arc<Proc>, table: Weak<Inner>) {
     let status = child.wait().await;
     let end = End::new(status, super::now_ms());
     match table.upgrade() {
-        Some(inner) => inner.on_exit(&proc, end),
+        Some(inner) => {
+            inner.on_exit(&proc, end);
+            if let (Some(cgroups), Some(cgroup)) = (inner.containment.cgroups(), &proc.cgroup) {
+                cgroups.reaped(cgroup);
+            }
+        }
         None => proc.set_ended(end),
     }
     proc.notify();

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use super::cgroup::Setup;
 use super::policy::{CheckedPolicy, Limits};
 use super::process::{End, Proc};
 use super::signal;
@@ -23,6 +24,10 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) born: Instant,
     pub(crate) spawner: Spawner,
+    /// Process groups alone, or a cgroup per child too. Dropped after the
+    /// drop below killed every group: its own drop kills and removes the
+    /// table's cgroups.
+    pub(crate) containment: Setup,
     state: Mutex<Table>,
 }
 
@@ -49,10 +54,11 @@ pub(crate) struct Table {
 impl Inner {
     pub(crate) fn new(policy: CheckedPolicy, limits: Limits) -> Self {
         Inner {
+            containment: Setup::new(policy.policy.containment),
             policy,
             limits,
             born: Instant::now(),
-            spawner: Spawner::default(),
+            spawner: Spawner,
             state: Mutex::default(),
         }
     }
@@ -153,7 +159,8 @@ impl Inner {
     }
 }
 
-/// SIGKILL to every group that may have members.
+/// SIGKILL to every group that may have members (and every process in
+/// each known process's cgroup).
 pub(crate) fn kill_all(procs: &[Arc<Proc>], lingering: &[u32]) {
     for proc in procs {
         proc.kill_group();

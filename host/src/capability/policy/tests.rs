@@ -58,6 +58,7 @@ fn defaults_are_minimal_and_documented() {
         p.allowed_commands.is_none() && p.working_dir_root.is_none() && p.forbidden_env.is_empty()
     );
     assert!(p.kill_on_host_death);
+    assert_eq!(p.containment, Containment::Auto);
     let l = Limits::default();
     assert_eq!(
         (
