@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use sandbox_process::capability::Containment;
 use sandbox_process::{GuestLimits, Limits, Policy};
 
 /// Start and manage operating-system processes through a WebAssembly guest,
@@ -107,6 +108,13 @@ pub struct HostArgs {
     /// sent SIGKILL if this program dies, even by SIGKILL).
     #[arg(long)]
     pub no_kill_on_exit: bool,
+    /// How a kill (and shutdown) reaches everything a process started:
+    /// `auto` uses a cgroup v2 per process where the machine allows it (so
+    /// even descendants that called setsid end) and process groups
+    /// otherwise; `cgroup` refuses to start processes without one;
+    /// `process-group` never uses cgroups.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_containment())]
+    pub containment: Containment,
     /// Guest limits.
     #[command(flatten)]
     pub guest: GuestArgs,
@@ -161,6 +169,7 @@ impl HostArgs {
         }
         policy.forbidden_env = self.forbid_env.clone();
         policy.kill_on_host_death = !self.no_kill_on_exit;
+        policy.containment = self.containment;
         let limits = Limits {
             max_processes: self.max_processes,
             capture_bytes: self.capture_bytes,
@@ -188,6 +197,15 @@ impl GuestArgs {
         }
         limits
     }
+}
+
+fn parse_containment() -> impl clap::builder::TypedValueParser<Value = Containment> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["auto", "cgroup", "process-group"]).map(|s| match s.as_str() {
+        "cgroup" => Containment::Cgroup,
+        "process-group" => Containment::ProcessGroup,
+        _ => Containment::Auto,
+    })
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
