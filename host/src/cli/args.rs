@@ -84,7 +84,8 @@ pub struct HostArgs {
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
     /// Start the children's base environment from this program's own
-    /// environment (off: children see only PATH and what --env gives).
+    /// environment, except SANDBOX_PROCESS_TOKEN and variables that are
+    /// not UTF-8 (off: children see only PATH and what --env gives).
     #[arg(long)]
     pub inherit_env: bool,
     /// Refuse requests that set the environment variable NAME (e.g.
@@ -161,7 +162,7 @@ impl HostArgs {
             policy.default_working_dir = root.clone();
         }
         if self.inherit_env {
-            policy.base_env = std::env::vars().collect();
+            policy.base_env = inherited_env();
         }
         for (key, value) in &self.env {
             policy.base_env.retain(|(k, _)| k != key);
@@ -206,6 +207,16 @@ fn parse_containment() -> impl clap::builder::TypedValueParser<Value = Containme
         "process-group" => Containment::ProcessGroup,
         _ => Containment::Auto,
     })
+}
+
+/// This program's environment for `--inherit-env`: never the API token
+/// (the commands clients run must not learn it), and only variables that
+/// are text (`std::env::vars` would panic on the others).
+fn inherited_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k != "SANDBOX_PROCESS_TOKEN")
+        .collect()
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,11 +16,19 @@ pub struct Server {
     pub base: String,
     pub token: Option<String>,
     pub client: reqwest::Client,
+    /// Every line the server has logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts `serve --listen 127.0.0.1:0` with `args`, and `token` if any.
     pub fn start(args: &[&str], token: Option<&str>) -> Server {
+        Server::start_with_env(args, token, &[])
+    }
+
+    /// Like [`Server::start`], with `env` added to (or overriding, e.g.
+    /// `RUST_LOG`) the server's environment.
+    pub fn start_with_env(args: &[&str], token: Option<&str>, env: &[(&str, &std::ffi::OsStr)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox-process"));
         cmd.arg("serve").args(["--listen", "127.0.0.1:0"]).args(args);
         if let Some(token) = token {
@@ -32,12 +40,20 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         let mut child = cmd.spawn().expect("the server binary starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Split on bytes: a line that is not UTF-8 must not stop the drain.
+            for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).into_owned();
+                kept.lock().unwrap().push(line.clone());
                 if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")) {
                     let _ = tx.send(addr.to_string());
                 }
@@ -52,6 +68,7 @@ impl Server {
             base: format!("http://{addr}"),
             token: token.map(str::to_string),
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            log,
         }
     }
 
