@@ -366,7 +366,7 @@ async fn sigterm_of_the_server_ends_every_process_group_it_started() {
     s.wait_ended(ended).await;
     pids.push(ended);
     // Detached into a session (and group) of its own: out of reach of a
-    // group kill; the cgroup work addresses it.
+    // group kill, not of a cgroup (--containment auto, where available).
     start_marked(&s, &marker, "setsid sleep 301 >/dev/null 2>&1 & exec sleep 300", false).await;
     let started = eventually(|| marked(&marker).len() >= 8).await;
     assert!(started, "all children and grandchildren run: {:?}", marked(&marker));
@@ -384,6 +384,10 @@ async fn sigterm_of_the_server_ends_every_process_group_it_started() {
     eprintln!("after SIGTERM of the server: {} setsid-detached survivor(s) {detached:?}", detached.len());
     clean_up(&survivors);
     assert_eq!(survivors, detached, "only setsid-detached descendants may survive a SIGTERM of the server");
+    let cgroups = s.log.lock().unwrap().iter().any(|l| l.contains("a cgroup per process"));
+    if cgroups {
+        assert_eq!(survivors, Vec::<u32>::new(), "with a cgroup per process not even a setsid'd descendant survives");
+    }
 }
 
 #[tokio::test]
