@@ -61,17 +61,34 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     tracing::info!(listen = %local, "serving the sandbox process API");
 
     let shutdown_processes = processes.clone();
+    let (draining, drain_began) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, http::router(runtime, config)).with_graceful_shutdown(async move {
         let signal = shutdown_signal().await;
         tracing::info!("{signal}: shutting down");
         // Killing every group first lets follow and run streams finish with
         // their final frames instead of hanging the drain.
         shutdown_processes.shutdown().await;
+        let _ = draining.send(());
     });
-    let server = tokio::spawn(async move { server.await });
-    match server.await {
-        Ok(result) => result.context("serving")?,
-        Err(e) => bail!("the server task failed: {e}"),
+    let mut server = tokio::spawn(async move { server.await });
+    // The graceful drain waits for every open connection, and a client that
+    // sent half a request head (or stopped mid-body) never finishes: bound
+    // it, or such a client could keep the server from ever exiting.
+    let drain_over = async {
+        match drain_began.await {
+            Ok(()) => tokio::time::sleep(DRAIN).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        joined = &mut server => match joined {
+            Ok(result) => result.context("serving")?,
+            Err(e) => bail!("the server task failed: {e}"),
+        },
+        () = drain_over => {
+            tracing::warn!("connections still open {DRAIN:?} after the shutdown began: closing them");
+            server.abort();
+        }
     }
     // Anything started during the drain goes too.
     if tokio::time::timeout(DRAIN, processes.shutdown()).await.is_err() {

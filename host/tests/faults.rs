@@ -437,3 +437,40 @@ fn proc_cmdline(pid: u32) -> String {
         .map(|c| c.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
+
+/// Whether `child` exits within [`BOUND`] (polled; the bound only keeps a
+/// hang from hanging the test).
+fn exits_within_bound(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + BOUND;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[tokio::test]
+async fn sigterm_is_not_held_up_by_clients_that_never_finish_a_request() {
+    use std::io::Write;
+    let mut s = Server::start(&[], Some("drain-token-1234"));
+    let pid = s.start_process(&json!({"command": "sleep", "args": ["300"]})).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    // Half a request head; a whole head with half its body; an idle
+    // connection. The first two hold hyper's graceful drain open.
+    let mut half_head = std::net::TcpStream::connect(&addr).unwrap();
+    half_head.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut half_body = std::net::TcpStream::connect(&addr).unwrap();
+    half_body
+        .write_all(b"POST /api/v1/processes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer drain-token-1234\r\nContent-Length: 100\r\n\r\n{\"comm")
+        .unwrap();
+    let _idle = std::net::TcpStream::connect(&addr).unwrap();
+    // The server has read what was sent (a request after them is answered).
+    assert_eq!(s.get("/api/v1/health").await.status, 200);
+
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let status = exits_within_bound(&mut s.child);
+    assert!(status.is_some_and(|st| st.success()), "the server did not exit 0 after SIGTERM: {status:?}");
+    assert_group_gone(pid).await;
+}
