@@ -47,6 +47,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             args.listen
         );
     }
+    let signal = shutdown_signal();
     let (policy, limits) = args.host.policy_and_limits()?;
     let processes = ProcessTable::new(policy, limits);
     let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
@@ -63,7 +64,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let shutdown_processes = processes.clone();
     let (draining, drain_began) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, http::router(runtime, config)).with_graceful_shutdown(async move {
-        let signal = shutdown_signal().await;
+        let signal = signal.await;
         tracing::info!("{signal}: shutting down");
         // Killing every group first lets follow and run streams finish with
         // their final frames instead of hanging the drain.
@@ -98,15 +99,22 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Installs the SIGTERM and SIGINT handlers now, and returns the future of
+/// the first signal. Installed at the start of `run`, not when the server
+/// first polls the future: a signal during start-up is then a graceful
+/// shutdown right after it, not the default action's abrupt end.
+fn shutdown_signal() -> impl Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without handlers the default actions still stop the process.
-        std::future::pending::<()>().await;
-        unreachable!();
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without handlers the default actions still stop the process.
+            std::future::pending::<()>().await;
+            unreachable!();
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }

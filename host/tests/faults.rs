@@ -474,3 +474,15 @@ async fn sigterm_is_not_held_up_by_clients_that_never_finish_a_request() {
     assert!(status.is_some_and(|st| st.success()), "the server did not exit 0 after SIGTERM: {status:?}");
     assert_group_gone(pid).await;
 }
+
+#[test]
+fn sigterm_as_soon_as_the_server_listens_is_a_graceful_stop() {
+    // The handlers are installed before the server says where it listens,
+    // so a SIGTERM at once is a clean stop (exit 0), never the default
+    // action's abrupt end (killed by SIGTERM).
+    for _ in 0..5 {
+        let mut s = Server::start(&[], None);
+        let status = s.terminate();
+        assert!(status.success(), "{status}");
+    }
+}
