@@ -263,10 +263,13 @@ impl Capture {
     ///
     /// The cursor counts lines of the selection: a stream's own index for
     /// one stream, the shared sequence number for `merged`. `next_cursor` is
-    /// one past the last line returned. When no line is returned because
-    /// there is none left, it moves on to the next number that will be given
-    /// out (never backwards), so a reader whose lines were dropped keeps a
-    /// fresh cursor. `complete` says that no line will ever follow.
+    /// one past the last line returned while retained lines remain after
+    /// it. When none remains, it moves on to the next number that will be
+    /// given out (never backwards): every number in between belongs to a
+    /// dropped line, so the reader sees the gap (a merged read can find the
+    /// newest line of one stream dropped while older lines of the other are
+    /// retained) and keeps a fresh cursor. `complete` says that no line will
+    /// ever follow.
     pub(crate) fn read(
         &self,
         selector: OutputSelector,
@@ -304,7 +307,8 @@ impl Capture {
         let more = sel.iter().any(|&s| head(&at, s).is_some());
         let next_key = if merged { self.next_seq } else { self.streams[sel[0]].emitted };
         let next_cursor = match last_key {
-            Some(key) => key + 1,
+            Some(key) if more => key + 1,
+            Some(key) => next_key.max(key + 1),
             None if more => cursor,
             None => cursor.max(next_key),
         };

@@ -266,3 +266,30 @@ fn discarded_streams_start_done() {
     assert!(chunk.complete);
     assert_eq!(chunk.next_cursor, 0);
 }
+
+/// Found by the capture fuzz invariants: a merged read that returned the
+/// last retained lines ended its cursor right after them, though the newest
+/// line (of the other stream, too big for its cap) was dropped after them.
+/// A follow stream then completed without reporting that it missed it.
+#[test]
+fn a_dropped_newest_line_shows_in_the_cursor_of_a_merged_read() {
+    let mut c = Capture::new(LINE_OVERHEAD_BYTES + 8, 1 << 10, true, true);
+    c.push(Stdout, b"kept\n", 1);
+    // Alone over the cap: dropped as it arrives, while `kept` stays.
+    c.push(Stderr, b"far too long for the cap\n", 2);
+    c.finish(Stdout, 3);
+    c.finish(Stderr, 3);
+    c.set_exited();
+    let chunk = c.read(Merged, 0, 10);
+    assert_eq!(texts(&chunk), ["kept"]);
+    assert_eq!((chunk.dropped, chunk.complete), (1, true));
+    // Two lines were given out: the cursor passes both, so the reader can
+    // tell that it missed one.
+    assert_eq!(chunk.next_cursor, 2);
+    assert_eq!(chunk.next_cursor - chunk.lines.len() as u64, chunk.dropped);
+    // While more retained lines follow, the cursor stops after the last
+    // line returned.
+    let mut c = big();
+    c.push(Stdout, b"a\nb\n", 1);
+    assert_eq!(c.read(SelOut, 0, 1).next_cursor, 1);
+}
