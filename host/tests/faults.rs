@@ -486,3 +486,32 @@ fn sigterm_as_soon_as_the_server_listens_is_a_graceful_stop() {
         assert!(status.success(), "{status}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_exits_at_once_is_still_reported_as_started() {
+    // The start reply is the process as started: running, its stdin pipe
+    // open. A child that exits before the reply is built (`true`) must not
+    // make it read `exited` with a closed stdin, a race the reaper, running
+    // on another thread, used to win now and then.
+    use sandbox_process::types::{OutputMode, ProcessStatus, StartRequest, StdinMode};
+    let table = ProcessTable::new(Policy { default_working_dir: std::env::temp_dir(), ..Policy::default() }, Limits::default());
+    let mut wrong = Vec::new();
+    for _ in 0..300 {
+        let request = StartRequest {
+            command: "true".into(),
+            args: vec![],
+            env: vec![],
+            working_dir: None,
+            stdin_mode: StdinMode::Pipe,
+            stdout_mode: OutputMode::Capture,
+            stderr_mode: OutputMode::Capture,
+        };
+        let info = table.start(request).unwrap();
+        let pid = info.pid;
+        if info.status != ProcessStatus::Running || !info.stdin_writable || info.exit_code.is_some() {
+            wrong.push(info);
+        }
+        table.wait(pid, BOUND).await.unwrap();
+    }
+    assert!(wrong.is_empty(), "{} of 300 start replies described an ended process: {:?}", wrong.len(), wrong.first());
+}

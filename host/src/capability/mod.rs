@@ -149,8 +149,12 @@ impl ProcessTable {
             // child, so end it here (the reaper below still reaps it).
             proc.kill_group();
         }
+        // The reply describes the process as started: taken before the
+        // reaper runs, or a child that exits at once would be reported
+        // ended (with its stdin closed) now and then.
+        let info = proc.info();
         spawn::serve(&handle, child, &proc, Arc::downgrade(&self.inner));
-        registered.map(|()| proc.info())
+        registered.map(|()| info)
     }
 
     /// The current state of process `pid`. Never waits on the process.
