@@ -293,3 +293,20 @@ fn a_dropped_newest_line_shows_in_the_cursor_of_a_merged_read() {
     c.push(Stdout, b"a\nb\n", 1);
     assert_eq!(c.read(SelOut, 0, 1).next_cursor, 1);
 }
+
+// The invariants of the `capture` fuzz target, over a fixed corpus of
+// seeded pseudo-random inputs, so that every `cargo test` checks them
+// without a fuzzer.
+#[path = "../../../../fuzz/src/source.rs"]
+#[allow(dead_code)]
+mod source;
+
+#[path = "../../../../fuzz/src/capture_check.rs"]
+mod capture_check;
+
+#[test]
+fn fuzz_invariants_hold_over_a_fixed_corpus() {
+    for input in source::corpus(0x6361_7074_7572, 500, 4096) {
+        capture_check::check(&input);
+    }
+}
