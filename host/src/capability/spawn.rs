@@ -114,6 +114,21 @@ fn command(
         })
         .stdout(stdio(req.stdout_mode))
         .stderr(stdio(req.stderr_mode));
+    // SAFETY: runs in the forked child before exec and only calls signal(),
+    // which is async-signal-safe, allocating nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Ignored signals survive exec: a server started under `nohup`
+            // (SIGHUP ignored) would hand that on, and a child sent SIGHUP
+            // through the API would not die. Children start with defaults.
+            for sig in 1..=libc::SIGRTMAX() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            Ok(())
+        });
+    }
     if let Some(fd) = cgroup_procs {
         // SAFETY: the closure runs in the forked child before exec and makes
         // one async-signal-safe call (write), allocating nothing. `fd` stays
