@@ -5,17 +5,20 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::exports::sandbox::process::api;
 use crate::bindings::{Guest, GuestPre};
 use crate::capability::ProcessTable;
 use crate::component_cache;
+use crate::linker::{HostClock, Timed};
 use crate::types::OutputSelector;
 
 pub use api::{Reply, StreamPosition, StreamStep};
@@ -31,7 +34,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct GuestLimits {
     /// The most linear memory one guest instance may grow to.
     pub memory_bytes: usize,
-    /// The wall-clock time one guest call may take; past it the call traps.
+    /// The wall-clock time one guest call may run; past it the call traps.
+    /// Time spent waiting in the capability (a spawn, a stdin write the
+    /// child is slow to read, a wait for output) is not counted: those
+    /// waits have bounds of their own.
     pub call_budget: Duration,
     /// How many guest instances may exist at once (the instance pool size).
     pub max_instances: u32,
@@ -56,6 +62,17 @@ struct CallState {
     resources: ResourceTable,
     processes: ProcessTable,
     limits: StoreLimits,
+    /// When the current call began, and its time in the capability so far.
+    call_started: Instant,
+    clock: HostClock,
+}
+
+impl CallState {
+    /// Starts the budget of a new call.
+    fn new_call(&mut self) {
+        self.call_started = Instant::now();
+        self.clock = HostClock::default();
+    }
 }
 
 impl WasiView for CallState {
@@ -90,7 +107,7 @@ impl GuestRuntime {
         let component = component_cache::load(&engine, "sandbox-process-guest", wasm, limits.cache_dir.as_deref())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        crate::linker::add_to_linker(&mut linker, |s: &mut CallState| &s.processes)?;
+        crate::linker::add_timed_to_linker(&mut linker, |s: &mut CallState| Timed { table: &s.processes, clock: &mut s.clock })?;
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the guest")?;
         let pre = GuestPre::new(pre).map_err(anyhow::Error::from).context("the guest does not export the API")?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -122,11 +139,23 @@ impl GuestRuntime {
             resources: ResourceTable::new(),
             processes: self.processes.clone(),
             limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(16).build(),
+            call_started: Instant::now(),
+            clock: HostClock::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        let budget_ticks = (self.limits.call_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        // At the deadline, what the call spent in the capability is given
+        // back: only the guest's own running counts against the budget.
+        let budget = self.limits.call_budget;
+        store.epoch_deadline_callback(move |store| {
+            let state = store.data();
+            let ran = state.call_started.elapsed().saturating_sub(state.clock.in_host);
+            Ok(match budget.checked_sub(ran) {
+                Some(left) if !left.is_zero() => UpdateDeadline::Continue(ticks(left)),
+                _ => UpdateDeadline::Interrupt,
+            })
+        });
+        let budget_ticks = ticks(self.limits.call_budget);
         store.set_epoch_deadline(budget_ticks);
         let guest = self.pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating the guest")?;
         Ok(GuestSession { store, guest, budget_ticks })
@@ -156,6 +185,7 @@ macro_rules! api_calls {
             $(
                 $(#[$doc])*
                 pub async fn $name(&mut self, $($arg: $ty),*) -> Result<$ret> {
+                    self.store.data_mut().new_call();
                     self.store.set_epoch_deadline(self.budget_ticks);
                     let api = self.guest.sandbox_process_api();
                     api.$call(&mut self.store, $($arg),*).await.map_err(|e| guest_failure(e, stringify!($name)))
@@ -203,6 +233,11 @@ api_calls! {
     run_open => call_run_open(body: &[u8]) -> Result<StreamStep, Reply>;
     /// The next step of a stream, waiting up to `wait_ms` inside the guest.
     stream_next => call_stream_next(position: StreamPosition, wait_ms: u32) -> StreamStep;
+}
+
+/// Epoch ticks in `time`, at least one.
+fn ticks(time: Duration) -> u64 {
+    u64::try_from(time.as_millis() / EPOCH_TICK.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 fn guest_failure(e: wasmtime::Error, call: &str) -> anyhow::Error {

@@ -128,8 +128,9 @@ pub struct GuestArgs {
     /// The most linear memory one guest instance may use, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub guest_memory_mib: usize,
-    /// The time one guest call may take, in milliseconds; past it the call
-    /// fails (500) and the server goes on.
+    /// The time one guest call may run, in milliseconds; past it the call
+    /// fails (500) and the server goes on. Waits in the capability (a slow
+    /// spawn, a stdin write the child is slow to read) don't count.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub guest_call_ms: u64,
     /// Do not cache the compiled guest (compile it at every start).
