@@ -33,7 +33,10 @@
 //!   start time. The first table of a host process removes the directories
 //!   of owners that no longer exist, killing what is left in them: that is
 //!   what a host killed by SIGKILL leaves behind (its children got their
-//!   parent-death signal; their detached descendants did not).
+//!   parent-death signal; their detached descendants did not). A table
+//!   whose policy lets children outlive the host (`kill_on_host_death`
+//!   off) marks its directory `-keep`: after its host died, its processes
+//!   are left alone, and the directory is only removed once empty.
 //!
 //! Where no writable cgroup v2 hierarchy with `cgroup.kill` is found (no
 //! cgroup2 mount, not root and no delegation, a read-only mount, an old
@@ -65,6 +68,9 @@ use crate::types::ProcessError;
 
 /// The start of every directory name this module creates.
 const PREFIX: &str = "sandbox-process-";
+/// The end of the name of a table directory whose processes may outlive
+/// the host (no parent-death signal).
+const KEEP: &str = "-keep";
 
 /// How long a drop waits for killed members to exit before it gives up
 /// removing the cgroups (SIGKILL is only slow for a process stuck in the
@@ -85,12 +91,13 @@ pub(crate) enum Setup {
 }
 
 impl Setup {
-    /// Sets up what `choice` asks for (creating the table's cgroup).
-    pub(crate) fn new(choice: Containment) -> Setup {
+    /// Sets up what `choice` asks for (creating the table's cgroup);
+    /// `keep` marks it as one whose processes may outlive the host.
+    pub(crate) fn new(choice: Containment, keep: bool) -> Setup {
         if choice == Containment::ProcessGroup {
             return Setup::Groups("chosen by the policy".to_owned());
         }
-        match Cgroups::create() {
+        match Cgroups::create(keep) {
             Ok(cgroups) => {
                 tracing::info!(dir = %cgroups.dir.display(), "process containment: a cgroup per process");
                 Setup::Cgroups(cgroups)
@@ -159,6 +166,8 @@ pub(crate) struct ChildCgroup {
     reaped: AtomicBool,
     /// Set once the directory is gone.
     removed: AtomicBool,
+    /// Set while a task waits to remove it (one is enough).
+    removing: AtomicBool,
 }
 
 impl ChildCgroup {
@@ -194,10 +203,15 @@ impl ChildCgroup {
     /// Keeps trying to remove the cgroup for a while (with backoff), on the
     /// current tokio runtime if there is one: for a kill of a child that was
     /// already reaped, whose stray members take a moment to exit.
+    /// Repeated kills start one task, not one each.
     pub(crate) fn remove_when_empty(self: &Arc<Self>) {
+        // A later reap, the shutdown or the drop removes it otherwise.
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return; // a later reap, the shutdown or the drop removes it
+            return;
         };
+        if self.removed.load(Ordering::Acquire) || self.removing.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let cgroup = self.clone();
         handle.spawn(async move {
             let deadline = tokio::time::Instant::now() + KILLED_REMOVE_TIMEOUT;
@@ -206,6 +220,7 @@ impl ChildCgroup {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(250));
             }
+            cgroup.removing.store(false, Ordering::Release);
         });
     }
 
@@ -227,7 +242,7 @@ pub(crate) struct Cgroups {
 impl Cgroups {
     /// Creates the table's cgroup under this process's own, after removing
     /// what dead hosts left there (once per process).
-    fn create() -> Result<Cgroups, String> {
+    fn create(keep: bool) -> Result<Cgroups, String> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
         let own = fs::read_to_string("/proc/self/cgroup")
@@ -240,7 +255,7 @@ impl Cgroups {
         });
         static TABLES: AtomicU64 = AtomicU64::new(0);
         let n = TABLES.fetch_add(1, Ordering::Relaxed) + 1;
-        let dir = parent.join(me.dir_name(n));
+        let dir = parent.join(me.dir_name(n, keep));
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let cgroups = Cgroups {
             dir,
@@ -298,6 +313,7 @@ impl Cgroups {
             path,
             reaped: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            removing: AtomicBool::new(false),
         });
         self.lock().insert(order, child.clone());
         Ok((child, procs))
@@ -454,21 +470,31 @@ pub(crate) struct Owner {
 }
 
 impl Owner {
-    /// The name of the table directory number `n` of this owner.
-    pub(crate) fn dir_name(&self, n: u64) -> String {
-        format!("{PREFIX}{}-{}-{}-{n}", self.pidns, self.pid, self.start)
+    /// The name of the table directory number `n` of this owner; `keep`
+    /// if its processes may outlive the owner.
+    pub(crate) fn dir_name(&self, n: u64, keep: bool) -> String {
+        let keep = if keep { KEEP } else { "" };
+        format!(
+            "{PREFIX}{}-{}-{}-{n}{keep}",
+            self.pidns, self.pid, self.start
+        )
     }
 
-    /// The owner of a directory named by `dir_name`.
-    pub(crate) fn from_dir_name(name: &str) -> Option<Owner> {
-        let mut parts = name.strip_prefix(PREFIX)?.split('-');
+    /// The owner of a directory named by `dir_name`, and its `keep`.
+    pub(crate) fn from_dir_name(name: &str) -> Option<(Owner, bool)> {
+        let name = name.strip_prefix(PREFIX)?;
+        let (name, keep) = match name.strip_suffix(KEEP) {
+            Some(name) => (name, true),
+            None => (name, false),
+        };
+        let mut parts = name.split('-');
         let owner = Owner {
             pidns: parts.next()?.parse().ok()?,
             pid: parts.next()?.parse().ok()?,
             start: parts.next()?.parse().ok()?,
         };
         parts.next()?.parse::<u64>().ok()?;
-        parts.next().is_none().then_some(owner)
+        parts.next().is_none().then_some((owner, keep))
     }
 
     /// True while the owning process runs (seen from our pid namespace,
@@ -510,21 +536,25 @@ pub(crate) fn start_time(stat: &str) -> Option<u64> {
 
 /// Kills what is left in the table cgroups of dead hosts under `parent`
 /// (same pid namespace only: another namespace's pids mean nothing here),
-/// and removes them. Returns how many were found.
+/// and removes them; of a `-keep` one, whose processes were meant to
+/// outlive their host, it only removes it if it is empty. Returns how many
+/// were found.
 pub(crate) fn clean_stale(parent: &Path, me: Owner) -> usize {
     let Ok(entries) = fs::read_dir(parent) else {
         return 0;
     };
-    let stale: Vec<PathBuf> = entries
+    let (kept, stale): (Vec<(PathBuf, bool)>, Vec<(PathBuf, bool)>) = entries
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(Owner::from_dir_name)
-                .is_some_and(|o| o.pidns == me.pidns && o != me && !o.is_alive())
+        .filter_map(|e| {
+            let (owner, keep) = Owner::from_dir_name(e.file_name().to_str()?)?;
+            let dead = owner.pidns == me.pidns && owner != me && !owner.is_alive();
+            dead.then(|| (e.path(), keep))
         })
-        .map(|e| e.path())
-        .collect();
+        .partition(|(_, keep)| *keep);
+    for (dir, _) in &kept {
+        let _ = remove_tree(dir);
+    }
+    let stale: Vec<PathBuf> = stale.into_iter().map(|(dir, _)| dir).collect();
     for dir in &stale {
         let _ = kill_tree(dir);
     }
@@ -544,7 +574,7 @@ pub(crate) fn clean_stale(parent: &Path, me: Owner) -> usize {
             tracing::warn!(cgroup = %dir.display(), "killed what a dead host left running, and removed its cgroup");
         }
     }
-    stale.len()
+    kept.len() + stale.len()
 }
 
 /// The directory of this process's cgroup in a cgroup2 mount, from the

@@ -54,7 +54,10 @@ pub(crate) struct Table {
 impl Inner {
     pub(crate) fn new(policy: CheckedPolicy, limits: Limits) -> Self {
         Inner {
-            containment: Setup::new(policy.policy.containment),
+            containment: Setup::new(
+                policy.policy.containment,
+                !policy.policy.kill_on_host_death,
+            ),
             policy,
             limits,
             born: Instant::now(),

@@ -81,12 +81,17 @@ fn directory_names_carry_their_owner() {
         pid: 42,
         start: 123456,
     };
-    let name = me.dir_name(7);
+    let name = me.dir_name(7, false);
     assert_eq!(name, "sandbox-process-4026531836-42-123456-7");
-    assert_eq!(Owner::from_dir_name(&name), Some(me));
+    assert_eq!(Owner::from_dir_name(&name), Some((me, false)));
+    let kept = me.dir_name(8, true);
+    assert_eq!(kept, "sandbox-process-4026531836-42-123456-8-keep");
+    assert_eq!(Owner::from_dir_name(&kept), Some((me, true)));
     for other in [
         "sandbox-process-1-2-3",
         "sandbox-process-1-2-3-4-5",
+        "sandbox-process-1-2-3-keep",
+        "sandbox-process-1-2-3-4-kept",
         "sandbox-process-a-2-3-4",
         "other-1-2-3-4",
         "sandbox-process-1-2-3-x",
@@ -115,7 +120,7 @@ fn start_times_are_read_past_a_tricky_command_name() {
 /// The cgroups this machine gives a table with the default (`auto`)
 /// choice, announced in the test output.
 fn setup() -> Setup {
-    let setup = Setup::new(Containment::Auto);
+    let setup = Setup::new(Containment::Auto, false);
     match &setup {
         Setup::Cgroups(c) => eprintln!("containment: cgroup v2 at {}", c.dir().display()),
         Setup::Groups(why) => eprintln!("containment: process groups ({why})"),
@@ -213,7 +218,7 @@ fn the_cgroups_of_a_dead_host_are_emptied_and_removed() {
         start: me.start.wrapping_sub(1),
         ..me
     };
-    let stale = parent.join(dead.dir_name(1));
+    let stale = parent.join(dead.dir_name(1, false));
     let _ = remove_tree(&stale);
     fs::create_dir_all(stale.join("5").join("nested")).unwrap();
     let procs = fs::OpenOptions::new()
@@ -227,10 +232,23 @@ fn the_cgroups_of_a_dead_host_are_emptied_and_removed() {
             pidns: me.pidns + 1,
             ..dead
         }
-        .dir_name(1),
+        .dir_name(1, false),
     );
     let _ = fs::create_dir(&foreign);
-    assert!(clean_stale(parent, me) >= 1);
+    // A dead host that let its processes outlive it: the one with a member
+    // is left alone, the empty one removed.
+    let kept = parent.join(dead.dir_name(2, true));
+    let _ = remove_tree(&kept);
+    fs::create_dir(&kept).unwrap();
+    let procs = fs::OpenOptions::new()
+        .write(true)
+        .open(kept.join("cgroup.procs"))
+        .unwrap();
+    let mut orphan = sleep_in(OwnedFd::from(procs));
+    let kept_empty = parent.join(dead.dir_name(3, true));
+    let _ = fs::create_dir(&kept_empty);
+
+    assert!(clean_stale(parent, me) >= 3);
     assert!(!stale.exists(), "the stale cgroup is removed");
     assert!(
         survivor.wait().is_ok_and(|s| !s.success()),
@@ -241,5 +259,12 @@ fn the_cgroups_of_a_dead_host_are_emptied_and_removed() {
         "a foreign namespace's cgroup is left alone"
     );
     assert!(cgroups.dir().exists(), "a live host's cgroup is left alone");
+    assert!(kept.exists(), "a kept cgroup with a member stays");
+    assert!(orphan.try_wait().unwrap().is_none(), "its member lives on");
+    assert!(!kept_empty.exists(), "an empty kept cgroup is removed");
     fs::remove_dir(&foreign).unwrap();
+    orphan.kill().unwrap();
+    orphan.wait().unwrap();
+    assert!(clean_stale(parent, me) >= 1);
+    assert!(!kept.exists(), "removed once empty");
 }
