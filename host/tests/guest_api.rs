@@ -256,3 +256,26 @@ async fn validate_applies_the_defaults() {
                "stdin_mode": "closed", "stdout_mode": "capture", "stderr_mode": "capture"})
     );
 }
+
+/// A call that finds every instance of the pool in use waits for one
+/// instead of failing to instantiate.
+#[tokio::test]
+async fn calls_past_the_instance_pool_wait_for_a_slot() {
+    let processes = ProcessTable::new(Policy::default(), Limits::default());
+    let guest = GuestLimits { max_instances: 1, cache_dir: Some(env!("CARGO_TARGET_TMPDIR").into()), ..GuestLimits::default() };
+    let rt = Arc::new(GuestRuntime::new(processes, guest).expect("the guest loads"));
+    let held = rt.session().await.expect("the only instance");
+    let waiting = tokio::spawn({
+        let rt = rt.clone();
+        async move { rt.validate(br#"{"command":"true"}"#).await }
+    });
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    if waiting.is_finished() {
+        panic!("a second call ran while the pool's only instance was in use: {:?}", waiting.await.unwrap().map(|r| r.body));
+    }
+    drop(held);
+    let reply = waiting.await.unwrap().expect("the queued call runs once the slot is free");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sandbox_process::types::{OutputSelector, OutputStream, ProcessStatus};
-use sandbox_process::{GuestRuntime, ProcessTable, Reply};
+use sandbox_process::{GuestLimits, GuestRuntime, ProcessTable, Reply};
 use tokio::io::AsyncReadExt;
 
 use super::args::{ExecArgs, ValidateArgs, read_request};
@@ -17,7 +17,7 @@ const REFUSED: u8 = 2;
 /// Validates through the guest; prints the normalized request or the error.
 pub async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let body = read_request(&args.request)?;
-    let runtime = GuestRuntime::new(ProcessTable::new(sandbox_process::Policy::default(), sandbox_process::Limits::default()), args.guest.guest_limits())?;
+    let runtime = GuestRuntime::new(ProcessTable::new(sandbox_process::Policy::default(), sandbox_process::Limits::default()), one_shot(args.guest.guest_limits()))?;
     let reply = runtime.validate(&body).await?;
     Ok(print_reply(&reply, 200))
 }
@@ -28,7 +28,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let body = read_request(&args.request)?;
     let (policy, limits) = args.host.policy_and_limits()?;
     let processes = ProcessTable::new(policy, limits);
-    let runtime = GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?;
+    let runtime = GuestRuntime::new(processes.clone(), one_shot(args.host.guest.guest_limits()))?;
     let reply = runtime.start(&body).await?;
     if reply.status != 201 {
         return Ok(print_reply(&reply, 201));
@@ -43,6 +43,13 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let code = stream_until_exit(&processes, pid).await?;
     processes.shutdown().await;
     Ok(ExitCode::from(code))
+}
+
+/// A command that makes one guest call needs one instance: a bigger pool
+/// only costs start-up time (a kernel mapping per stack) and makes the
+/// child's fork slower.
+fn one_shot(limits: GuestLimits) -> GuestLimits {
+    GuestLimits { max_instances: 1, ..limits }
 }
 
 /// Prints a reply: the body on stdout when its status is `ok`, else on
