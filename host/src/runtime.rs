@@ -42,13 +42,13 @@ pub struct GuestLimits {
     /// waits have bounds of their own.
     pub call_budget: Duration,
     /// How many guest instances may exist at once (the instance pool size).
-    /// A call that finds them all in use waits for one.
+    /// A call that finds them all in use waits for one. Calls that wait in
+    /// the capability (a stdin write to a child slow to read) hold theirs
+    /// meanwhile, so keep it well above the calls expected in flight.
     ///
-    /// Every instance has its own fiber stack in the pool, and each stack is
-    /// two kernel mappings (the stack and its guard page). Each child the
-    /// capability forks copies and then discards every mapping of the host,
-    /// so a pool much larger than the calls really in flight makes every
-    /// spawn slower.
+    /// Every slot of the pool reserves address space (a fiber stack and its
+    /// guard page, a linear memory's reservation): a pool much larger than
+    /// the calls really in flight only costs start-up time and mappings.
     pub max_instances: u32,
     /// Where compiled components are cached; `None` compiles at every start.
     pub cache_dir: Option<PathBuf>,
@@ -59,7 +59,7 @@ impl Default for GuestLimits {
         GuestLimits {
             memory_bytes: 64 << 20,
             call_budget: Duration::from_secs(5),
-            max_instances: 32,
+            max_instances: 256,
             cache_dir: component_cache::default_dir(),
         }
     }

@@ -16,8 +16,8 @@
 //! ```
 //!
 //! - The child's cgroup is created before the spawn, and the child moves
-//!   itself into it between fork and exec (a `pre_exec` hook writes `0` to
-//!   a `cgroup.procs` file descriptor opened beforehand: one `write`, no
+//!   itself into it between clone and exec (it writes `0` to a
+//!   `cgroup.procs` file descriptor opened beforehand: one `write`, no
 //!   allocation, async-signal-safe). So nothing it executes ever runs
 //!   outside, and no grandchild can escape.
 //! - `kill` writes `1` to the child's `cgroup.kill` (and still sends SIGKILL

@@ -20,6 +20,7 @@
 
 mod capture;
 mod cgroup;
+mod launch;
 mod policy;
 mod process;
 mod signal;
@@ -130,8 +131,7 @@ impl ProcessTable {
                 return Err(e);
             }
         };
-        // `id` is only `None` once the child was awaited, which it wasn't.
-        let pid = child.id().expect("a child that was not awaited has a pid");
+        let pid = child.pid;
         let capture = Capture::new(
             self.inner.limits.capture_bytes,
             self.inner.limits.max_line_bytes,

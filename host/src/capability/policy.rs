@@ -42,9 +42,8 @@ pub struct Policy {
     /// thread that never exits; it is cleared when the child executes a
     /// set-user-ID program; it reaches the child only, not processes the
     /// child starts (the kill of the whole group at shutdown covers those
-    /// while the host is alive). It needs a `pre_exec` hook, which makes the
-    /// standard library fork instead of using `posix_spawn`: slower for a
-    /// host with a large memory map, hence the flag.
+    /// while the host is alive). Off, a child may outlive a host killed
+    /// with SIGKILL.
     pub kill_on_host_death: bool,
     /// How everything a child starts is kept together, so that `kill` and
     /// shutdown end it all: a cgroup per child where the machine allows it,

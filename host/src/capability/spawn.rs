@@ -4,35 +4,37 @@
 //! Spawning happens on one long-lived thread per host process (the
 //! *spawner*), shared by every table:
 //!
-//! - `PR_SET_PDEATHSIG` fires when the thread that forked the child exits,
-//!   not when the process does: a child forked from a short-lived thread (a
+//! - `PR_SET_PDEATHSIG` fires when the thread that spawned the child exits,
+//!   not when the process does: a child spawned from a short-lived thread (a
 //!   `spawn_blocking` worker retires after 10 s idle) would be killed at a
 //!   random moment. The spawner never exits, so the death signal means what
 //!   it says: the host died. (A dropped table kills its children itself.)
 //! - A child inherits every file descriptor of the host until it executes
-//!   (close-on-exec only closes them then). Were two threads forking at
+//!   (close-on-exec only closes them then). Were two threads spawning at
 //!   once, the child of one could hold the other's pipes for that moment:
 //!   a child that closed its stdin would still have a reader, and a write
-//!   to it would succeed. One thread creates every pipe and forks every
-//!   child, so a fork never sees another spawn's child-side ends.
+//!   to it would succeed. One thread creates every pipe and starts every
+//!   child, so no child sees another spawn's child-side ends.
 //!
-//! The spawner enters the caller's tokio runtime for each spawn, so the
-//! pipes and the child are registered with it.
+//! The child is started without copying the host's address space (see
+//! `launch`). The spawner enters the caller's tokio runtime for each spawn,
+//! so the pipes and the child's exit are registered with it.
 //!
 //! With cgroup containment the child moves itself into its cgroup before it
 //! executes anything (see `cgroup`).
 
+use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak, mpsc};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
+use tokio::net::unix::pipe;
 use tokio::runtime::Handle;
 
 use super::Inner;
+use super::launch::{self, ExitWatch, Launch};
 use super::policy::Prepared;
 use super::process::{End, Proc};
 use crate::types::{OutputMode, OutputStream, ProcessError, StartRequest, StdinMode};
@@ -85,103 +87,32 @@ impl Spawner {
             let tx = jobs.as_ref().expect("just set");
             tx.send(job).map_err(|_| internal("gone"))?;
         }
-        // A short block: fork and exec, which a spawn on this thread would
-        // cost anyway.
+        // A short block: the clone and the child's way to exec, which a
+        // spawn on this thread would cost anyway.
         result.recv().map_err(|_| internal("failed"))
     }
 }
 
-/// The command for `prepared`: its own process group, a clean environment,
-/// the requested stdio, argv[0] as requested; moved into the cgroup whose
-/// `cgroup.procs` is open as `cgroup_procs`, if any.
-fn command(
-    prepared: &Prepared,
-    req: &StartRequest,
-    kill_on_host_death: bool,
-    cgroup_procs: Option<RawFd>,
-) -> Command {
-    let mut cmd = Command::new(&prepared.program);
-    cmd.arg0(&req.command)
-        .args(&req.args)
-        .env_clear()
-        .envs(prepared.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&prepared.dir)
-        .process_group(0)
-        .kill_on_drop(false)
-        .stdin(match req.stdin_mode {
-            StdinMode::Pipe => Stdio::piped(),
-            StdinMode::Closed => Stdio::null(),
-        })
-        .stdout(stdio(req.stdout_mode))
-        .stderr(stdio(req.stderr_mode));
-    // SAFETY: runs in the forked child before exec and only calls signal(),
-    // which is async-signal-safe, allocating nothing.
-    unsafe {
-        cmd.pre_exec(|| {
-            // Ignored signals survive exec: a server started under `nohup`
-            // (SIGHUP ignored) would hand that on, and a child sent SIGHUP
-            // through the API would not die. Children start with defaults.
-            for sig in 1..=libc::SIGRTMAX() {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            Ok(())
-        });
-    }
-    if let Some(fd) = cgroup_procs {
-        // SAFETY: the closure runs in the forked child before exec and makes
-        // one async-signal-safe call (write), allocating nothing. `fd` stays
-        // open in the parent until the spawn returned (see `spawn`), so the
-        // forked child has it; it is close-on-exec, so the program doesn't.
-        unsafe {
-            cmd.pre_exec(move || {
-                // "0" moves the writing process: the child, before it runs
-                // anything that could fork.
-                match libc::write(fd, b"0".as_ptr().cast(), 1) {
-                    1 => Ok(()),
-                    -1 => Err(io::Error::last_os_error()),
-                    _ => Err(io::Error::from_raw_os_error(libc::EIO)),
-                }
-            });
-        }
-    }
-    if kill_on_host_death {
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (prctl, getppid), allocating nothing.
-        let parent = std::process::id() as libc::pid_t;
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) == -1
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                // If the host died before the prctl, no signal will come:
-                // don't run as an orphan.
-                if libc::getppid() != parent {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
-    }
-    cmd
+/// A started child: its pid, the host's ends of its pipes, and the watch
+/// that reaps it.
+pub(crate) struct Child {
+    pub pid: u32,
+    pub stdin: Option<pipe::Sender>,
+    pub stdout: Option<pipe::Receiver>,
+    pub stderr: Option<pipe::Receiver>,
+    exit: ExitWatch,
 }
 
-fn stdio(mode: OutputMode) -> Stdio {
+fn stdio(mode: OutputMode) -> launch::Stdio {
     match mode {
-        OutputMode::Capture => Stdio::piped(),
-        OutputMode::Discard => Stdio::null(),
+        OutputMode::Capture => launch::Stdio::Pipe,
+        OutputMode::Discard => launch::Stdio::Null,
     }
 }
 
-/// Spawns the child on the spawner thread, inside `handle`'s runtime; into
+/// Spawns the child for `prepared` on the spawner thread, registering its
+/// pipes and its exit with `handle`'s runtime: its own process group, a
+/// clean environment, the requested stdio, argv[0] as requested; moved into
 /// the cgroup whose `cgroup.procs` is open as `cgroup_procs`, if any.
 pub(crate) fn spawn(
     spawner: &Spawner,
@@ -191,21 +122,60 @@ pub(crate) fn spawn(
     kill_on_host_death: bool,
     cgroup_procs: Option<OwnedFd>,
 ) -> Result<Child, ProcessError> {
-    let mut cmd = command(
-        prepared,
-        req,
-        kill_on_host_death,
-        cgroup_procs.as_ref().map(AsRawFd::as_raw_fd),
+    let program = prepared.program.clone();
+    let dir = prepared.dir.clone();
+    let env = prepared.env.clone();
+    let argv: Vec<OsString> = std::iter::once(&req.command).chain(&req.args).map(OsString::from).collect();
+    let (stdin, stdout, stderr) = (
+        match req.stdin_mode {
+            StdinMode::Pipe => launch::Stdio::Pipe,
+            StdinMode::Closed => launch::Stdio::Null,
+        },
+        stdio(req.stdout_mode),
+        stdio(req.stderr_mode),
     );
     let handle = handle.clone();
     let spawned = spawner.run(move || {
         let _runtime = handle.enter();
-        let spawned = cmd.spawn();
-        // Closed only now: the pre_exec hook writes to it in the child.
+        let launched = launch::launch(&Launch {
+            program: &program,
+            argv: argv.iter().map(OsString::as_os_str).collect(),
+            env: &env,
+            dir: &dir,
+            stdin,
+            stdout,
+            stderr,
+            cgroup_procs: cgroup_procs.as_ref().map(AsRawFd::as_raw_fd),
+            kill_on_host_death,
+        });
+        // The child has executed (or failed to): it wrote to this already.
         drop(cgroup_procs);
-        spawned
+        let launched = launched?;
+        let pid = launched.pid;
+        let adopt = || -> io::Result<Child> {
+            Ok(Child {
+                pid: pid as u32,
+                exit: ExitWatch::new(pid)?,
+                stdin: launched.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
+                stdout: launched.stdout.map(pipe::Receiver::from_owned_fd).transpose()?,
+                stderr: launched.stderr.map(pipe::Receiver::from_owned_fd).transpose()?,
+            })
+        };
+        adopt().inspect_err(|_| abandon(pid))
     })?;
     spawned.map_err(|e| spawn_error(&req.command, &prepared.program, e))
+}
+
+/// Ends and reaps a child the host could not take charge of (out of file
+/// descriptors for its pidfd, say), so it neither runs unseen nor lingers.
+fn abandon(pid: libc::pid_t) {
+    // SAFETY: our own unreaped child (the pid can't be reused) and its group.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {}
+    }
 }
 
 fn spawn_error(command: &str, program: &Path, e: io::Error) -> ProcessError {
@@ -220,7 +190,7 @@ pub(crate) fn serve(handle: &Handle, mut child: Child, proc: &Arc<Proc>, table: 
     if let Some(err) = child.stderr.take() {
         handle.spawn(pump(proc.clone(), OutputStream::Stderr, err, table.clone()));
     }
-    handle.spawn(reap(child, proc.clone(), table));
+    handle.spawn(reap(child.exit, proc.clone(), table));
 }
 
 /// Reads one pipe into the capture until end of file (which comes when
@@ -259,8 +229,8 @@ async fn pump(
 }
 
 /// Waits for the child (so it never lingers as a zombie) and records its end.
-async fn reap(mut child: Child, proc: Arc<Proc>, table: Weak<Inner>) {
-    let status = child.wait().await;
+async fn reap(mut exit: ExitWatch, proc: Arc<Proc>, table: Weak<Inner>) {
+    let status = exit.wait().await;
     let end = End::new(status, super::now_ms());
     match table.upgrade() {
         Some(inner) => {

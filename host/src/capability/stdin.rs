@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::ChildStdin;
+use tokio::net::unix::pipe::Sender as ChildStdin;
 use tokio::sync::watch;
 use tokio::time::Instant;
 

@@ -46,8 +46,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
 }
 
 /// A command that makes one guest call needs one instance: a bigger pool
-/// only costs start-up time (a kernel mapping per stack) and makes the
-/// child's fork slower.
+/// only costs start-up time (mappings to reserve and release).
 fn one_shot(limits: GuestLimits) -> GuestLimits {
     GuestLimits { max_instances: 1, ..limits }
 }

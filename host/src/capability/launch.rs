@@ -1,0 +1,413 @@
+//! Starting a child without copying the host's address space, and waiting
+//! for it without a thread.
+//!
+//! `fork` copies the page tables of every mapping of the host, and the
+//! child's `exec` then tears them down again. A wasmtime host has many
+//! mappings (an instance pool is a few per slot) and much resident memory,
+//! so a forked spawn costs about twice a `posix_spawn` of the same program
+//! here. `std` only spawns without forking when the command has no
+//! `pre_exec` hook, and the capability needs several (the parent-death
+//! signal, the cgroup, default signal dispositions).
+//!
+//! So the child is made the way `posix_spawn` makes it: `clone` with
+//! `CLONE_VM | CLONE_VFORK`. It shares the host's memory and runs on a stack
+//! of its own while the spawning thread is suspended, until it executes the
+//! program (or exits). What it runs before that is [`child_main`]: system
+//! calls only, on data the parent prepared, no allocation, no lock, no
+//! unwinding. All signals are blocked across the `clone` so that none of
+//! the host's handlers can run in the child (on the host's memory) before
+//! the child has reset its dispositions.
+//!
+//! A failure in the child before `exec` is written into the shared context
+//! (which step, which errno) and the child exits with 127; the parent reaps
+//! it and reports the step and the OS reason.
+//!
+//! The child is waited for with a pidfd (Linux 5.3), which becomes readable
+//! when it exits; on kernels without one, each waiter retries on every
+//! `SIGCHLD`. Reaping is `waitpid` of that one pid: nothing else in the host
+//! (tokio included) reaps it.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use tokio::io::unix::AsyncFd;
+
+/// The child's own stack: it only makes system calls through libc.
+const CHILD_STACK: usize = 64 << 10;
+
+/// Where a child's standard stream goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stdio {
+    /// A new pipe, the other end to the host.
+    Pipe,
+    /// `/dev/null`.
+    Null,
+}
+
+/// What to start.
+pub(crate) struct Launch<'a> {
+    /// The executable, an absolute path.
+    pub program: &'a Path,
+    /// argv, starting with argv[0].
+    pub argv: Vec<&'a OsStr>,
+    /// The whole environment.
+    pub env: &'a [(String, String)],
+    /// The working directory.
+    pub dir: &'a Path,
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// An open `cgroup.procs` the child writes `0` to, moving itself.
+    pub cgroup_procs: Option<RawFd>,
+    /// Ask for SIGKILL when the spawning thread dies.
+    pub kill_on_host_death: bool,
+}
+
+/// A started child: its pid and the host's ends of its pipes.
+pub(crate) struct Launched {
+    pub pid: libc::pid_t,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// The steps of [`child_main`] that can fail, for the error message.
+const STEPS: [&str; 6] = [
+    "",
+    "joining its cgroup",
+    "setting its parent-death signal",
+    "redirecting its standard streams",
+    "changing to its working directory",
+    "executing it",
+];
+const STEP_CGROUP: i32 = 1;
+const STEP_DEATHSIG: i32 = 2;
+const STEP_STDIO: i32 = 3;
+const STEP_CHDIR: i32 = 4;
+const STEP_EXEC: i32 = 5;
+
+/// Everything the child needs, prepared by the parent; and where the child
+/// reports a failure. Lives on the parent's stack for the whole `clone`.
+#[repr(C)]
+struct ChildContext {
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    dir: *const libc::c_char,
+    /// The fds to become 0, 1 and 2 (all >= 3, close-on-exec).
+    stdio: [RawFd; 3],
+    cgroup_procs: RawFd,
+    /// The host's pid when a parent-death signal is wanted, else 0.
+    death_parent: libc::pid_t,
+    sigrtmax: i32,
+    failed_step: AtomicI32,
+    failed_errno: AtomicI32,
+}
+
+/// Starts `launch`. Blocks the calling thread until the child executed the
+/// program or failed to (it is suspended meanwhile, as with `vfork`).
+pub(crate) fn launch(launch: &Launch) -> io::Result<Launched> {
+    reap_orphans();
+    let program = cstring(launch.program.as_os_str(), "the program path")?;
+    let dir = cstring(launch.dir.as_os_str(), "the working directory")?;
+    let argv = launch.argv.iter().map(|a| cstring(a, "an argument")).collect::<io::Result<Vec<_>>>()?;
+    let env = launch
+        .env
+        .iter()
+        .map(|(k, v)| cstring(OsStr::new(&format!("{k}={v}")), "an environment variable"))
+        .collect::<io::Result<Vec<_>>>()?;
+    let argv_ptrs = null_terminated(&argv);
+    let env_ptrs = null_terminated(&env);
+
+    // The host's ends stay here; the child's ends are dropped (closed in the
+    // host) when this function returns.
+    let (stdin_child, stdin_host) = stream(launch.stdin, true)?;
+    let (stdout_child, stdout_host) = stream(launch.stdout, false)?;
+    let (stderr_child, stderr_host) = stream(launch.stderr, false)?;
+
+    let ctx = ChildContext {
+        program: program.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: env_ptrs.as_ptr(),
+        dir: dir.as_ptr(),
+        stdio: [stdin_child.fd(), stdout_child.fd(), stderr_child.fd()],
+        cgroup_procs: launch.cgroup_procs.unwrap_or(-1),
+        death_parent: if launch.kill_on_host_death { std::process::id() as libc::pid_t } else { 0 },
+        sigrtmax: libc::SIGRTMAX(),
+        failed_step: AtomicI32::new(0),
+        failed_errno: AtomicI32::new(0),
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // The stack grows down: the child starts at the top, 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+
+    // SAFETY: `child_main` only makes async-signal-safe system calls on
+    // `ctx`, which outlives the child's use of it (CLONE_VFORK suspends this
+    // thread until the child has executed or exited), on its own stack.
+    // Signals are blocked around the clone (see the module doc).
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &ctx as *const ChildContext as *mut libc::c_void,
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid == -1 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop(stack);
+
+    let step = ctx.failed_step.load(Ordering::Acquire);
+    if step != 0 {
+        let errno = ctx.failed_errno.load(Ordering::Acquire);
+        // It exited (that is what resumed us): reap it now.
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {}
+        let os = io::Error::from_raw_os_error(errno);
+        return Err(if step == STEP_EXEC { os } else { io::Error::new(os.kind(), format!("{}: {os}", STEPS[step as usize])) });
+    }
+    Ok(Launched { pid, stdin: stdin_host, stdout: stdout_host, stderr: stderr_host })
+}
+
+/// What runs in the child between `clone` and `exec`.
+///
+/// Only system calls through libc: no allocation, no lock, no panic. `errno`
+/// is the suspended parent thread's (the child runs with its thread
+/// pointer); it is read right after the failing call.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `ChildContext`, alive until we exec or
+    // exit; every pointer in it is valid and NUL-terminated as required.
+    unsafe {
+        let ctx = &*(arg as *const ChildContext);
+        let fail = |step: i32| -> libc::c_int {
+            ctx.failed_errno.store(*libc::__errno_location(), Ordering::Release);
+            ctx.failed_step.store(step, Ordering::Release);
+            libc::_exit(127)
+        };
+        // Every disposition back to the default before signals are
+        // unblocked: a handler of the host must never run here, and an
+        // ignored signal (SIGHUP under nohup, SIGINT in a background job)
+        // would stay ignored across exec. (glibc refuses its two internal
+        // signals: that is fine, they are not ignored.)
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=ctx.sigrtmax {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+
+        // Its own process group: cannot fail for a new child of ours.
+        libc::setpgid(0, 0);
+        // Into the cgroup before anything it runs could fork.
+        if ctx.cgroup_procs >= 0 && libc::write(ctx.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
+            return fail(STEP_CGROUP);
+        }
+        if ctx.death_parent != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+                return fail(STEP_DEATHSIG);
+            }
+            // The host died before the prctl: no signal will come.
+            if libc::getppid() != ctx.death_parent {
+                *libc::__errno_location() = libc::ESRCH;
+                return fail(STEP_DEATHSIG);
+            }
+        }
+        // The sources are >= 3 (see `above_stdio`), so no dup2 overwrites a
+        // source a later one still needs; dup2 clears close-on-exec.
+        for (target, &source) in ctx.stdio.iter().enumerate() {
+            if libc::dup2(source, target as RawFd) == -1 {
+                return fail(STEP_STDIO);
+            }
+        }
+        if libc::chdir(ctx.dir) == -1 {
+            return fail(STEP_CHDIR);
+        }
+        libc::execve(ctx.program, ctx.argv, ctx.envp);
+        fail(STEP_EXEC)
+    }
+}
+
+fn cstring(s: &OsStr, what: &str) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")))
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+/// The child's end of one stream (an fd >= 3), and the host's end if it is
+/// a pipe.
+enum ChildEnd {
+    Owned(OwnedFd),
+    Null,
+}
+
+impl ChildEnd {
+    fn fd(&self) -> RawFd {
+        match self {
+            ChildEnd::Owned(fd) => fd.as_raw_fd(),
+            ChildEnd::Null => dev_null(),
+        }
+    }
+}
+
+fn stream(how: Stdio, child_reads: bool) -> io::Result<(ChildEnd, Option<OwnedFd>)> {
+    if how == Stdio::Null {
+        return Ok((ChildEnd::Null, None));
+    }
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills `fds` with two new descriptors on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both are new and ours.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok(if child_reads {
+        (ChildEnd::Owned(above_stdio(read)?), Some(write))
+    } else {
+        (ChildEnd::Owned(above_stdio(write)?), Some(read))
+    })
+}
+
+/// `fd`, moved to a number >= 3 if it is one of 0, 1, 2 (a host started with
+/// a standard stream closed hands those numbers out), so that the child's
+/// `dup2`s onto 0, 1, 2 can't overwrite each other's sources.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor or -1.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if moved == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// One `/dev/null`, open for the life of the host, for every null stream.
+fn dev_null() -> RawFd {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    NULL.get_or_init(|| {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").expect("/dev/null opens");
+        above_stdio(file.into()).expect("a descriptor above 2")
+    })
+    .as_raw_fd()
+}
+
+/// Waits for one child and reaps it.
+pub(crate) struct ExitWatch {
+    pid: libc::pid_t,
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    reaped: bool,
+}
+
+impl ExitWatch {
+    /// A watch on our unreaped child `pid`. Needs a tokio runtime (its I/O
+    /// driver, or its signal driver without pidfds).
+    pub(crate) fn new(pid: libc::pid_t) -> io::Result<ExitWatch> {
+        // SAFETY: pidfd_open returns a new descriptor or -1. The pid can't
+        // have been reused: it is our child and not yet reaped.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = if fd >= 0 {
+            // SAFETY: the descriptor is new and ours, and the OwnedFd keeps
+            // it open for as long as the registration exists.
+            let registered = unsafe {
+                AsyncFd::register_with_interest(OwnedFd::from_raw_fd(fd as RawFd), tokio::io::Interest::READABLE)
+            };
+            Some(registered.map_err(io::Error::from)?)
+        } else {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(e);
+            }
+            None
+        };
+        Ok(ExitWatch { pid, pidfd, reaped: false })
+    }
+
+    /// Waits until the child exits and reaps it.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match &self.pidfd {
+            Some(pidfd) => loop {
+                let mut ready = pidfd.readable().await?;
+                if let Some(status) = try_reap(self.pid)? {
+                    self.reaped = true;
+                    return Ok(status);
+                }
+                ready.clear_ready();
+            },
+            None => {
+                // Listening before the first try, so no SIGCHLD is missed.
+                let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+                loop {
+                    if let Some(status) = try_reap(self.pid)? {
+                        self.reaped = true;
+                        return Ok(status);
+                    }
+                    sigchld.recv().await;
+                }
+            }
+        }
+    }
+
+}
+
+impl Drop for ExitWatch {
+    /// A watch dropped before its child was reaped (its runtime shut down)
+    /// hands the pid on: every later launch tries to reap it.
+    fn drop(&mut self) {
+        if !self.reaped && !matches!(try_reap(self.pid), Ok(Some(_))) {
+            ORPHANS.lock().unwrap_or_else(|e| e.into_inner()).push(self.pid);
+        }
+    }
+}
+
+/// Children whose watch was dropped before they exited.
+static ORPHANS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+fn reap_orphans() {
+    let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+    orphans.retain(|&pid| matches!(try_reap(pid), Ok(None)));
+}
+
+/// `waitpid(pid, WNOHANG)`: the status once it exited.
+fn try_reap(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on a pid of ours, with a valid status pointer.
+        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+            0 => return Ok(None),
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            _ => return Ok(Some(ExitStatus::from_raw(status))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use std::fs::File;
+use std::io::{Read, Write};
+
+use super::*;
+
+fn run(
+    program: &str,
+    argv: &[&str],
+    env: &[(String, String)],
+    dir: &str,
+) -> io::Result<(Launched, ExitWatch)> {
+    let launched = start(program, argv, env, dir)?;
+    let watch = ExitWatch::new(launched.pid)?;
+    Ok((launched, watch))
+}
+
+fn start(program: &str, argv: &[&str], env: &[(String, String)], dir: &str) -> io::Result<Launched> {
+    launch(&Launch {
+        program: Path::new(program),
+        argv: argv.iter().map(OsStr::new).collect(),
+        env,
+        dir: Path::new(dir),
+        stdin: Stdio::Pipe,
+        stdout: Stdio::Pipe,
+        stderr: Stdio::Pipe,
+        cgroup_procs: None,
+        kill_on_host_death: true,
+    })
+}
+
+fn read_all(fd: Option<OwnedFd>) -> String {
+    let mut s = String::new();
+    File::from(fd.expect("a pipe")).read_to_string(&mut s).unwrap();
+    s
+}
+
+#[tokio::test]
+async fn streams_exit_code_and_environment() {
+    let env = vec![("ONLY".to_owned(), "this".to_owned())];
+    let (mut child, mut watch) = run(
+        "/bin/sh",
+        &["named", "-c", "cat; echo \"$ONLY $(env | wc -l)\"; echo oops >&2; exit 3"],
+        &env,
+        "/",
+    )
+    .unwrap();
+    File::from(child.stdin.take().unwrap()).write_all(b"fed through stdin\n").unwrap();
+    let out = read_all(child.stdout.take());
+    let err = read_all(child.stderr.take());
+    let status = watch.wait().await.unwrap();
+    // sh adds PWD, SHLVL and _ of its own; the host's environment is absent.
+    assert!(out.starts_with("fed through stdin\nthis "), "{out:?}");
+    let count: usize = out.trim_end().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count <= 4, "the child saw {count} variables: {out:?}");
+    assert_eq!(err, "oops\n");
+    assert_eq!(status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn working_dir_group_and_signal_state() {
+    // An ignored signal in the host must not reach the child.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    let (mut child, mut watch) = run(
+        "/bin/sh",
+        &["sh", "-c", "pwd; cat /proc/$$/stat; grep -E '^Sig(Ign|Blk)' /proc/$$/status"],
+        &[],
+        "/tmp",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = read_all(child.stdout.take());
+    assert!(watch.wait().await.unwrap().success());
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap(), "/tmp");
+    let stat: Vec<&str> = lines.next().unwrap().rsplit(')').next().unwrap().split_whitespace().collect();
+    // After the comm: state, ppid, pgrp. The shell leads its own group.
+    assert_eq!(stat[2].parse::<i32>().unwrap(), child.pid, "{out}");
+    assert_eq!(stat[1].parse::<u32>().unwrap(), std::process::id());
+    assert_eq!(lines.next().unwrap(), "SigBlk:\t0000000000000000", "{out}");
+    // sh itself may ignore some signals; SIGHUP (bit 0) it must not.
+    let ign = lines.next().unwrap().strip_prefix("SigIgn:\t").expect("SigIgn");
+    assert_eq!(u64::from_str_radix(ign, 16).unwrap() & 1, 0, "SIGHUP still ignored: {out}");
+}
+
+#[tokio::test]
+async fn argv0_is_passed_as_given() {
+    let (mut child, mut watch) = run("/bin/cat", &["kitty", "/proc/self/cmdline"], &[], "/").unwrap();
+    drop(child.stdin.take());
+    assert_eq!(read_all(child.stdout.take()), "kitty\0/proc/self/cmdline\0");
+    assert!(watch.wait().await.unwrap().success());
+}
+
+#[test]
+fn failures_name_the_step_and_the_os_reason() {
+    let e = run("/bin/true", &["true"], &[], "/no/such/dir").err().expect("a missing working directory fails");
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    assert!(e.to_string().starts_with("changing to its working directory: "), "{e}");
+
+    let file = std::env::temp_dir().join(format!("launch-not-executable-{}", std::process::id()));
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    let e = run(file.to_str().unwrap(), &["x"], &[], "/").err().expect("a non-executable file fails");
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+
+    let e = run("/bin/true", &["a\0b"], &[], "/").err().expect("a NUL in an argument fails");
+    assert!(e.to_string().contains("NUL"), "{e}");
+}
+
+#[tokio::test]
+async fn signals_are_reported_and_waits_work_without_pidfds() {
+    let mut child = start("/bin/sh", &["sh", "-c", "kill -TERM $$"], &[], "/").unwrap();
+    drop(child.stdin.take());
+    // The SIGCHLD fallback of kernels without pidfd_open.
+    let mut watch = ExitWatch { pid: child.pid, pidfd: None, reaped: false };
+    let status = watch.wait().await.unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    assert!(watch.reaped);
+}
