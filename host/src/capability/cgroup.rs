@@ -193,7 +193,13 @@ impl ChildCgroup {
         if self.removed.load(Ordering::Acquire) {
             return true;
         }
-        let gone = remove_tree(&self.path).is_ok();
+        // Almost always a leaf: one rmdir. Only a cgroup with cgroups below
+        // it (a host nested in the child made some) needs the walk.
+        let gone = match fs::remove_dir(&self.path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(_) => remove_tree(&self.path).is_ok(),
+        };
         if gone {
             self.removed.store(true, Ordering::Release);
         }
