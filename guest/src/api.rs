@@ -4,6 +4,7 @@
 //! defines. The order is always: validate everything the guest can, then
 //! call the capability, so that a bad request never reaches the host.
 
+use crate::prelude::*;
 use crate::model::{
     Capability, OutputChunk, OutputSelector, Pid, ProcessInfo, ProcessStatus, Reply,
     StreamPosition, StreamStep,

@@ -1,6 +1,7 @@
 //! The wit-bindgen layer: converts between generated and plain types and
 //! exports `api` by calling [`crate::api`]. It decides nothing itself.
 
+use crate::prelude::*;
 wit_bindgen::generate!({
     path: "../wit",
     world: "guest",

@@ -8,8 +8,9 @@
 //! Also here: reading a whole body into one object, and quoting untrusted
 //! text in an error message.
 
-use std::collections::BTreeSet;
-use std::fmt;
+use crate::prelude::*;
+use alloc::collections::BTreeSet;
+use core::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
@@ -67,7 +68,7 @@ pub fn first_duplicate(members: &[(String, Node)]) -> Option<&str> {
 
 /// Reads a body as one JSON object, refusing duplicate members.
 pub fn object(body: &[u8]) -> Result<Vec<(String, Node)>, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
+    let text = core::str::from_utf8(body).map_err(|e| {
         ApiError::invalid_request(format!(
             "request body is not valid UTF-8 (invalid byte at offset {})",
             e.valid_up_to()

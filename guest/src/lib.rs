@@ -12,6 +12,37 @@
 //! `guest` (imports `process`, exports `api`).
 
 #![deny(missing_docs)]
+// On wasm the guest has no std: std's runtime pulls in WASI (through the
+// preview 1 adapter) for what this crate never does (files, clocks, stdio),
+// and every import costs each fresh instance. So the component imports the
+// process capability and nothing else. Natively (tests, the benchmark's
+// baseline) it is an ordinary std crate.
+#![cfg_attr(target_family = "wasm", no_std)]
+
+#[cfg_attr(target_family = "wasm", macro_use)]
+extern crate alloc;
+
+/// What std's prelude would give, from `alloc`, for the no_std build.
+mod prelude {
+    #[allow(unused_imports)]
+    pub use alloc::{
+        borrow::ToOwned,
+        boxed::Box,
+        string::{String, ToString},
+        vec::Vec,
+    };
+}
+
+#[cfg(target_family = "wasm")]
+mod wasm_runtime;
+#[cfg(target_family = "wasm")]
+pub use wasm_runtime::abort;
+/// Ends the process at once (natively, for the fault-injection build's
+/// tests; on wasm it is a trap).
+#[cfg(not(target_family = "wasm"))]
+pub fn abort() -> ! {
+    std::process::abort()
+}
 
 pub mod api;
 #[cfg(feature = "fault-injection")]

@@ -4,6 +4,7 @@
 //! Nothing here depends on generated bindings, so all deciding logic can be
 //! tested natively against a fake [`Capability`].
 
+use crate::prelude::*;
 /// A process id; also the key the API addresses a process by.
 pub type Pid = u32;
 

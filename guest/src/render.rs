@@ -4,6 +4,7 @@
 //! part of the contract, but a fixed order keeps replies diffable and tests
 //! exact. serde_json does the escaping (quotes, control characters, Unicode).
 
+use crate::prelude::*;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 

@@ -5,6 +5,7 @@
 //! every error names the field at fault (derive's type errors do not) and
 //! duplicate members are refused instead of silently resolved.
 
+use crate::prelude::*;
 use crate::json::{self, Node, object, shown};
 use crate::model::{EnvVar, OutputMode, Pid, StartRequest, StdinMode};
 use crate::render::ApiError;
@@ -20,7 +21,7 @@ pub const MAX_ENV: usize = 1_000;
 /// Longest `timeout` of a run, in seconds (one day).
 pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 /// Lowest and highest signal number the API accepts.
-pub const SIGNAL_RANGE: std::ops::RangeInclusive<i64> = 1..=64;
+pub const SIGNAL_RANGE: core::ops::RangeInclusive<i64> = 1..=64;
 
 /// The fields of a start body.
 const START_FIELDS: &[&str] = &[
@@ -141,7 +142,8 @@ pub fn parse_signal(body: &[u8]) -> Result<i32, ApiError> {
     // serde_json reads an integer literal beyond 64 bits as a float: it is
     // still an integer the sender meant, just out of range.
     let value = number.as_f64().unwrap_or(f64::NAN);
-    if value.fract() == 0.0 && value.abs() >= 9.2e18 {
+    // (Every finite f64 this large is an integer.)
+    if value.is_finite() && (value >= 9.2e18 || value <= -9.2e18) {
         return Err(out_of_range(format!("{value:e}")));
     }
     Err(ApiError::invalid_request(format!(
@@ -366,5 +368,9 @@ fn timeout(members: &[(String, Node)]) -> Result<Option<u64>, ApiError> {
         )));
     }
     // Rounded up: a tiny positive timeout must not become "no time at all".
-    Ok(Some((seconds * 1000.0).ceil() as u64))
+    // (By hand: `ceil` is std's, not core's. The value is positive and
+    // bounded, so the cast truncates.)
+    let ms = seconds * 1000.0;
+    let whole = ms as u64;
+    Ok(Some(if (whole as f64) < ms { whole + 1 } else { whole }))
 }

@@ -5,6 +5,7 @@
 //! Follow streams use named events; run streams use bare `data:` frames,
 //! because that is what the official client parses for each.
 
+use crate::prelude::*;
 use crate::model::{OutputLine, ProcessInfo};
 use crate::render::{self, ApiError};
 

@@ -1,6 +1,7 @@
 //! Another wasmtime host giving a component the process capability.
 //!
-//! This program has its own store state, links WASI and
+//! This program has its own store state, links WASI (as a host would for
+//! its other components; the guest itself imports only the capability) and
 //! `sandbox_process::add_to_linker` into its own linker, instantiates the
 //! guest component (any component that imports `sandbox:process/process`
 //! would do), and calls two of its exports through wasmtime's dynamic API:

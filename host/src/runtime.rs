@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::Linker;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
     UpdateDeadline,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::exports::sandbox::process::api;
 use crate::bindings::{Guest, GuestPre};
@@ -65,10 +64,10 @@ impl Default for GuestLimits {
     }
 }
 
-/// The data of one store: what a single guest call can reach.
+/// The data of one store: what a single guest call can reach. The guest
+/// imports the capability and nothing else (no WASI: it has no std), so
+/// that is all there is.
 struct CallState {
-    wasi: WasiCtx,
-    resources: ResourceTable,
     processes: ProcessTable,
     limits: StoreLimits,
     /// When the current call began, and its time in the capability so far.
@@ -81,12 +80,6 @@ impl CallState {
     fn new_call(&mut self) {
         self.call_started = Instant::now();
         self.clock = HostClock::default();
-    }
-}
-
-impl WasiView for CallState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.resources }
     }
 }
 
@@ -118,7 +111,6 @@ impl GuestRuntime {
         let engine = Engine::new(&engine_config(&limits)).map_err(anyhow::Error::from).context("configuring wasmtime")?;
         let component = component_cache::load(&engine, "sandbox-process-guest", wasm, limits.cache_dir.as_deref())?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         crate::linker::add_timed_to_linker(&mut linker, |s: &mut CallState| Timed { table: &s.processes, clock: &mut s.clock })?;
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the guest")?;
         let pre = GuestPre::new(pre).map_err(anyhow::Error::from).context("the guest does not export the API")?;
@@ -149,8 +141,6 @@ impl GuestRuntime {
     pub async fn session(&self) -> Result<GuestSession> {
         let slot = self.slots.clone().acquire_owned().await.context("the instance pool is closed")?;
         let state = CallState {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
-            resources: ResourceTable::new(),
             processes: self.processes.clone(),
             limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(16).build(),
             call_started: Instant::now(),

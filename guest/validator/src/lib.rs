@@ -4,6 +4,13 @@
 //! `validate` uses, so the two can never judge a body differently.
 
 #![deny(missing_docs)]
+// No std on wasm, like the guest (whose allocator and panic handler this
+// component uses): it imports nothing at all.
+#![cfg_attr(target_family = "wasm", no_std)]
+
+extern crate alloc;
+
+use alloc::string::String;
 
 /// Generated bindings, kept in a private module so the lint on missing
 /// docs judges only this crate's own items.

@@ -45,7 +45,7 @@ const args = [
   out,
   '--name',
   'guest',
-  // The importer passes every import (WASI shims and the process capability)
+  // The importer passes the guest's one import (the process capability)
   // to `instantiate`, so that each host brings its own capability object.
   '--instantiation',
   'async',

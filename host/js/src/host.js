@@ -16,8 +16,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
-import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
-
 import { NodeProcessCapability, ProcessError } from './capability.js';
 
 export { NodeProcessCapability, ProcessError };
@@ -58,27 +56,21 @@ function coreModules() {
 }
 
 /**
- * WASI for the guest, with nothing of the host's: no environment, no
- * preopened directories, no network. (The guest only needs stdio, to
- * report a panic on stderr.)
- */
-export function guestWasi() {
-  return new WASIShim({ sandbox: { preopens: {}, env: {}, args: ['sandbox-process-guest'], enableNetwork: false } });
-}
-
-/**
  * Instantiates the transpiled guest with the given `sandbox:process/process`
  * imports (any object with the capability's camelCase functions) and
  * returns its exported `api`. The lower-level entry for embedders that
  * bring their own capability; `createHost` wraps it.
  *
  * @param {{'sandbox:process/process': object}} processImports
- * @param {{ wasi?: WASIShim, check?: boolean }} [options]
+ * The guest imports the capability and nothing else (no WASI): these are
+ * all the imports it gets.
+ *
+ * @param {{ check?: boolean }} [options]
  */
-export async function instantiateGuest(processImports, { wasi = guestWasi(), check = true } = {}) {
+export async function instantiateGuest(processImports, { check = true } = {}) {
   if (check) checkGenerated();
   const { instantiate } = await import(new URL('guest.js', GEN).href);
-  const root = await instantiate(coreModules(), { ...wasi.getImportObject(), ...processImports });
+  const root = await instantiate(coreModules(), processImports);
   return root.api ?? root['sandbox:process/api@0.1.0'];
 }
 
@@ -272,8 +264,8 @@ export class Host {
  * Loads the guest and returns a Host over `options.capability`, or over a
  * new NodeProcessCapability made with `options.capabilityOptions`.
  */
-export async function createHost({ capability, capabilityOptions, wasi } = {}) {
+export async function createHost({ capability, capabilityOptions } = {}) {
   const cap = capability ?? new NodeProcessCapability(capabilityOptions);
-  const api = await instantiateGuest(cap.imports(), { wasi });
+  const api = await instantiateGuest(cap.imports());
   return new Host(api, cap);
 }
