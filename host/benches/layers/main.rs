@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sandbox_process::types::{OutputMode, StartRequest, StdinMode};
+use sandbox_process::capability::Containment;
 use sandbox_process::{GuestLimits, GuestRuntime, Limits, Policy, ProcessTable};
 use servers::Server;
 use stats::{Report, Samples, bytes, time};
@@ -75,6 +76,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("__baseline-server") => return baseline::main(args[2].clone(), args[3].parse().unwrap()),
         Some("__ticker") => return ticker(args[2].parse().unwrap(), args[3].parse().unwrap(), args[4].parse().unwrap()),
+        Some("__profile") => return profile(&args[2], args[3].parse().unwrap()),
         _ => {}
     }
     let cfg = Config::from_env();
@@ -86,6 +88,9 @@ fn main() {
     rt.block_on(async {
         if cfg.runs(1) || cfg.runs(2) || cfg.runs(3) || cfg.runs(4) {
             spawn_layers(&cfg, &mut report).await;
+        }
+        if cfg.runs(2) {
+            pool_size_effect(&cfg, &mut report).await;
         }
         if cfg.runs(5) || cfg.runs(6) {
             boundary_layers(&cfg, &mut report).await;
@@ -112,6 +117,44 @@ fn main() {
     }
     report.note(format!("load after: {}; whole run {:.0} s", loadavg(), started.elapsed().as_secs_f64()));
     println!("{}", report.markdown());
+}
+
+/// `layers __profile WHAT SECONDS`: one operation in a loop, for `perf
+/// record` (WHAT: `instantiate`, `validate`, `start`, `start-reused`,
+/// `start-capability`).
+fn profile(what: &str, seconds: u64) {
+    let cfg = Config::from_env();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let table = ProcessTable::new(Policy::default(), Limits::default());
+        let runtime = GuestRuntime::new(table.clone(), guest_limits(&cfg)).unwrap();
+        let mut session = runtime.session().await.unwrap();
+        let until = Instant::now() + Duration::from_secs(seconds);
+        let mut n = 0u64;
+        while Instant::now() < until {
+            for _ in 0..100 {
+                match what {
+                    "instantiate" => drop(runtime.session().await.unwrap()),
+                    "validate" => drop(runtime.validate(FULL_REQUEST).await.unwrap()),
+                    "start" => {
+                        let reply = runtime.start(TRUE.as_bytes()).await.unwrap();
+                        table.wait(pid_in(&reply.body), Duration::from_secs(10)).await.unwrap();
+                    }
+                    "start-reused" => {
+                        let reply = session.start(TRUE.as_bytes()).await.unwrap();
+                        table.wait(pid_in(&reply.body), Duration::from_secs(10)).await.unwrap();
+                    }
+                    "start-capability" => {
+                        let pid = table.start(true_request()).unwrap().pid;
+                        table.wait(pid, Duration::from_secs(10)).await.unwrap();
+                    }
+                    other => panic!("nothing to profile called {other}"),
+                }
+                n += 1;
+            }
+        }
+        eprintln!("{what}: {n} in {seconds} s, {:.1} µs each", seconds as f64 * 1e6 / n as f64);
+    });
 }
 
 fn loadavg() -> String {
@@ -144,28 +187,34 @@ fn pid_in(body: &str) -> u32 {
 // ---------------------------------------------------------------- 1 to 4
 
 /// Spawn + wait of `true`, from the bare OS call up to the guest with a
-/// fresh instance, interleaved one of each per round.
+/// fresh instance, interleaved one of each per round, in a shuffled order.
 async fn spawn_layers(cfg: &Config, report: &mut Report) {
     eprintln!("[1-4] spawn + wait of `true`");
     let table = ProcessTable::new(Policy::default(), Limits::default());
     let spawn_table = ProcessTable::new(Policy { kill_on_host_death: false, ..Policy::default() }, Limits::default());
+    let group_table = ProcessTable::new(Policy { containment: Containment::ProcessGroup, ..Policy::default() }, Limits::default());
     let runtime = GuestRuntime::new(table.clone(), guest_limits(cfg)).unwrap();
     let mut session = runtime.session().await.unwrap();
     let wait = Duration::from_secs(10);
 
-    const KINDS: usize = 6;
+    const KINDS: usize = 7;
     let mut samples: Vec<Samples> = vec![Samples::default(); KINDS];
     let n = cfg.n(400);
+    let mut order: Vec<usize> = (0..KINDS).collect();
+    let mut rng = Shuffle(0x9e37_79b9_7f4a_7c15);
     for round in 0..n + 20 {
-        for k in 0..KINDS {
-            let kind = (round + k) % KINDS;
+        // A new order each round: a layer that leaves work behind (a forked
+        // child's address space to tear down) must not always slow the same
+        // next one.
+        rng.shuffle(&mut order);
+        for &kind in &order {
             let t = Instant::now();
             match kind {
                 0 => {
                     let status = Command::new("true").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
                     assert!(status.success());
                 }
-                1 => native_like_capability(),
+                1 => native_like_capability(false),
                 2 => {
                     let pid = table.start(true_request()).unwrap().pid;
                     table.wait(pid, wait).await.unwrap();
@@ -173,6 +222,10 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
                 3 => {
                     let pid = spawn_table.start(true_request()).unwrap().pid;
                     spawn_table.wait(pid, wait).await.unwrap();
+                }
+                6 => {
+                    let pid = group_table.start(true_request()).unwrap().pid;
+                    group_table.wait(pid, wait).await.unwrap();
                 }
                 4 => {
                     let reply = session.start(TRUE.as_bytes()).await.unwrap();
@@ -191,9 +244,21 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
     let floor = samples[0].median();
     let native = Some(("(1)", floor));
     report.timing("1", "native spawn+wait of `true` (std, stdio to /dev/null)", &samples[0], None);
-    report.timing("1b", "native, the capability's setup (pipes, own group, PDEATHSIG)", &samples[1], native);
+    // Apart, after the rest: a forked child's teardown of its copy of this
+    // host's address space outlasts the call and slows whatever comes next.
+    let mut forked = Samples::default();
+    for i in 0..n / 4 + 5 {
+        let t = Instant::now();
+        native_like_capability(true);
+        if i >= 5 {
+            forked.push(t.elapsed());
+        }
+    }
+    report.timing("1b", "native, std, pipes + own group (posix_spawn)", &samples[1], native);
+    report.timing("1c", "native, std, pipes + own group + PDEATHSIG hook (fork), measured apart", &forked, native);
     report.timing("2", "capability: `ProcessTable::start` + `wait`", &samples[2], native);
-    report.timing("2b", "capability without PDEATHSIG (posix_spawn)", &samples[3], native);
+    report.timing("2b", "capability without PDEATHSIG", &samples[3], native);
+    report.timing("2c", "capability with process groups only (no cgroup per child)", &samples[6], native);
     report.timing("3", "guest, reused instance: `start` + `wait`", &samples[4], native);
     report.timing("4", "guest, fresh instance (the server's path): `start` + `wait`", &samples[5], native);
     let r4 = samples[5].median() / floor;
@@ -206,22 +271,80 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
     ));
 }
 
+/// The capability's spawn + wait while the host holds an instance pool of
+/// each size. A forked child copies (and its exec then tears down) every
+/// mapping of the host, and each pool slot adds some; the capability
+/// doesn't fork, so this should be flat.
+async fn pool_size_effect(cfg: &Config, report: &mut Report) {
+    eprintln!("[2] spawn cost against the size of the instance pool");
+    let table = ProcessTable::new(Policy::default(), Limits::default());
+    let sizes = [256u32, 32, 1];
+    let mut samples = vec![Samples::default(); sizes.len()];
+    let mut mappings = vec![0usize; sizes.len()];
+    let per = cfg.n(40);
+    for round in 0..6 {
+        for (i, &size) in sizes.iter().enumerate() {
+            let runtime = GuestRuntime::new(table.clone(), GuestLimits { max_instances: size, ..guest_limits(cfg) }).unwrap();
+            drop(runtime.session().await.unwrap());
+            mappings[i] = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+            for _ in 0..per {
+                let t = Instant::now();
+                let pid = table.start(true_request()).unwrap().pid;
+                table.wait(pid, Duration::from_secs(10)).await.unwrap();
+                if round > 0 {
+                    samples[i].push(t.elapsed());
+                }
+            }
+        }
+    }
+    let base = samples[sizes.len() - 1].median();
+    for (i, size) in sizes.iter().enumerate() {
+        let against = if i + 1 == sizes.len() { None } else { Some(("pool of 1", base)) };
+        report.timing("2d", &format!("capability spawn+wait, host holding a pool of {size} ({} mappings)", mappings[i]), &samples[i], against);
+    }
+}
+
+/// A small deterministic shuffler (xorshift64), so that runs are alike.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
 /// What the capability asks of the OS, done with std directly: stdout and
-/// stderr piped and drained, a new process group, the environment cleared,
-/// and the `PR_SET_PDEATHSIG` hook (which makes std fork).
-fn native_like_capability() {
-    let mut cmd = Command::new("true");
+/// stderr piped and drained, a new process group, the environment cleared;
+/// with `fork`, the `PR_SET_PDEATHSIG` hook too (a `pre_exec` hook, which
+/// makes std fork instead of using `posix_spawn`).
+fn native_like_capability(fork: bool) {
+    // A path, not a name: std looks a name up itself, and forks, when the
+    // child's PATH differs from the host's.
+    let true_path = ["/usr/bin/true", "/bin/true"].into_iter().find(|p| Path::new(p).exists()).expect("true");
+    let mut cmd = Command::new(true_path);
     cmd.env_clear()
         .env("PATH", sandbox_process::capability::DEFAULT_PATH)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-            Ok(())
-        });
+    if fork {
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                Ok(())
+            });
+        }
     }
     let mut child = cmd.spawn().unwrap();
     let mut sink = Vec::new();
@@ -303,37 +426,35 @@ async fn boundary_layers(cfg: &Config, report: &mut Report) {
 /// runtime builds its own, differing in one setting at a time.
 async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
     use sandbox_process::bindings::GuestPre;
-    use wasmtime::component::{Component, Linker, ResourceTable};
+    use wasmtime::component::{Component, Linker};
     use wasmtime::{Config as WasmConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+    // All the guest can reach: it imports the capability only.
     struct State {
-        wasi: WasiCtx,
-        resources: ResourceTable,
         processes: ProcessTable,
-    }
-    impl WasiView for State {
-        fn ctx(&mut self) -> WasiCtxView<'_> {
-            WasiCtxView { ctx: &mut self.wasi, table: &mut self.resources }
-        }
     }
 
     eprintln!("[6] instantiation ablation");
     let table = ProcessTable::new(Policy::default(), Limits::default());
     let mut serialized: Option<Vec<u8>> = None;
-    let variants: [(&str, bool, bool); 3] = [
-        ("pooling allocator, copy-on-write memory init", true, true),
-        ("pooling allocator, memory init by copying", true, false),
-        ("on-demand allocator, copy-on-write memory init", false, true),
+    // (what, pooling, copy-on-write, keep dirty pages resident and reset them by PAGEMAP_SCAN)
+    let variants: [(&str, bool, bool, bool); 4] = [
+        ("pooling allocator, copy-on-write memory init", true, true, false),
+        ("… and memory kept resident, reset with PAGEMAP_SCAN", true, true, true),
+        ("pooling allocator, memory init by copying", true, false, false),
+        ("on-demand allocator, copy-on-write memory init", false, true, false),
     ];
     let n = cfg.n(2000);
     let mut rows = Vec::new();
-    for (what, pooling, cow) in variants {
+    for (what, pooling, cow, resident) in variants {
         let mut config = WasmConfig::new();
         config.epoch_interruption(true).memory_init_cow(cow);
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(16).total_core_instances(64).total_memories(32).total_tables(64).total_stacks(16).max_memory_size(64 << 20);
+            if resident {
+                pool.pagemap_scan(wasmtime::Enabled::Auto).linear_memory_keep_resident(1 << 20).table_keep_resident(64 << 10);
+            }
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).unwrap();
@@ -343,13 +464,12 @@ async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
         };
         serialized.get_or_insert_with(|| component.serialize().unwrap());
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
         sandbox_process::add_to_linker(&mut linker, |s: &mut State| &s.processes).unwrap();
         let pre = GuestPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
         let mut s = Samples::default();
         for i in 0..n + 100 {
             let t = Instant::now();
-            let state = State { wasi: WasiCtx::builder().inherit_stderr().build(), resources: ResourceTable::new(), processes: table.clone() };
+            let state = State { processes: table.clone() };
             let mut store = Store::new(&engine, state);
             store.set_epoch_deadline(1000);
             let guest = pre.instantiate_async(&mut store).await.unwrap();
@@ -361,22 +481,11 @@ async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
         }
         rows.push((what, s));
     }
-    // The per-store WASI context alone.
-    let mut ctx = Samples::default();
-    for i in 0..n + 100 {
-        let t = Instant::now();
-        let wasi = WasiCtx::builder().inherit_stderr().build();
-        drop(std::hint::black_box(wasi));
-        if i >= 100 {
-            ctx.push(t.elapsed());
-        }
-    }
     let base = rows[0].1.median();
     for (i, (what, s)) in rows.iter().enumerate() {
         let against = if i == 0 { None } else { Some(("(6c)", base)) };
-        report.timing(&format!("6{}", ["c", "d", "e"][i]), &format!("ablation: create + drop, {what}"), s, against);
+        report.timing(&format!("6{}", ["c", "d", "e", "f"][i]), &format!("ablation: create + drop, {what}"), s, against);
     }
-    report.timing("6f", "ablation: building a full `WasiCtx` alone", &ctx, None);
 }
 
 // ---------------------------------------------------------------- 7
