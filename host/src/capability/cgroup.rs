@@ -15,11 +15,11 @@
 //!                                                          <order>/   one per child
 //! ```
 //!
-//! - The child's cgroup is created before the spawn, and the child moves
-//!   itself into it between clone and exec (it writes `0` to a
-//!   `cgroup.procs` file descriptor opened beforehand: one `write`, no
-//!   allocation, async-signal-safe). So nothing it executes ever runs
-//!   outside, and no grandchild can escape.
+//! - The child's cgroup is created before the spawn, and the child starts
+//!   in it (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7; where that is not
+//!   available, the child moves itself in between clone and exec by writing
+//!   `0` to its `cgroup.procs`). So nothing it executes ever runs outside,
+//!   and no grandchild can escape.
 //! - `kill` writes `1` to the child's `cgroup.kill` (and still sends SIGKILL
 //!   to its process group); it works after the child itself was reaped, for
 //!   whatever it left behind. `signal` stays a process-group signal: a
@@ -47,11 +47,12 @@
 //! enable controllers for its children, and we enable none). Under systemd,
 //! give the service `Delegate=yes` so that the host owns its subtree.
 //!
-//! Cost: a `mkdir` and an `rmdir` per child (tens of microseconds) and the
-//! migration of the child, which takes the kernel's cgroup
-//! threadgroup lock for writing. Without the `favordynmods` mount option
-//! (Linux 6.0) that waits for an RCU grace period, a few milliseconds per
-//! spawn on the spawning thread.
+//! Cost: a `mkdir` and an `rmdir` per child (tens of microseconds). A child
+//! started in its cgroup costs nothing more. The fallback's migration takes
+//! the kernel's cgroup threadgroup lock for writing, which (without the
+//! `favordynmods` mount option, Linux 6.0) waits for an RCU grace period
+//! unless another migration just did: 5 to 20 ms for a spawn after a quiet
+//! moment, on the spawning thread.
 
 use std::collections::HashMap;
 use std::fs;
@@ -138,8 +139,8 @@ impl Setup {
         }
     }
 
-    /// A cgroup for the child that will start as number `order`, and the
-    /// open `cgroup.procs` it moves itself in with; `None` without cgroups.
+    /// A cgroup for the child that will start as number `order`, and its
+    /// open directory; `None` without cgroups.
     pub(crate) fn child(
         &self,
         order: u64,
@@ -300,15 +301,12 @@ impl Cgroups {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates the cgroup of child number `order` and opens its
-    /// `cgroup.procs` (close-on-exec) for the child to move itself in.
+    /// Creates the cgroup of child number `order` and opens its directory
+    /// (close-on-exec), which the child is started in (see `launch`).
     fn child(&self, order: u64) -> io::Result<(Arc<ChildCgroup>, OwnedFd)> {
         let path = self.dir.join(order.to_string());
         fs::create_dir(&path)?;
-        let procs = match fs::OpenOptions::new()
-            .write(true)
-            .open(path.join("cgroup.procs"))
-        {
+        let dir = match fs::File::open(&path) {
             Ok(file) => OwnedFd::from(file),
             Err(e) => {
                 let _ = fs::remove_dir(&path);
@@ -322,7 +320,7 @@ impl Cgroups {
             removing: AtomicBool::new(false),
         });
         self.lock().insert(order, child.clone());
-        Ok((child, procs))
+        Ok((child, dir))
     }
 
     /// A child whose spawn failed: its cgroup is empty, remove it now.

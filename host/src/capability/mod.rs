@@ -105,8 +105,8 @@ impl ProcessTable {
         })?;
         let prepared = self.inner.policy.prepare(&req)?;
         let order = self.inner.reserve()?;
-        let (cgroup, cgroup_procs) = match self.inner.containment.child(order) {
-            Ok(Some((cgroup, procs))) => (Some(cgroup), Some(procs)),
+        let (cgroup, cgroup_dir) = match self.inner.containment.child(order) {
+            Ok(Some((cgroup, dir))) => (Some(cgroup), Some(dir)),
             Ok(None) => (None, None),
             Err(e) => {
                 self.inner.unreserve();
@@ -120,7 +120,7 @@ impl ProcessTable {
             &prepared,
             &req,
             kill_on_host_death,
-            cgroup_procs,
+            cgroup_dir,
         ) {
             Ok(child) => child,
             Err(e) => {

@@ -20,8 +20,8 @@
 //! `launch`). The spawner enters the caller's tokio runtime for each spawn,
 //! so the pipes and the child's exit are registered with it.
 //!
-//! With cgroup containment the child moves itself into its cgroup before it
-//! executes anything (see `cgroup`).
+//! With cgroup containment the child starts in its cgroup (see `cgroup`
+//! and `launch`).
 
 use std::ffi::OsString;
 use std::io;
@@ -113,14 +113,14 @@ fn stdio(mode: OutputMode) -> launch::Stdio {
 /// Spawns the child for `prepared` on the spawner thread, registering its
 /// pipes and its exit with `handle`'s runtime: its own process group, a
 /// clean environment, the requested stdio, argv[0] as requested; moved into
-/// the cgroup whose `cgroup.procs` is open as `cgroup_procs`, if any.
+/// the cgroup whose directory is open as `cgroup`, if any.
 pub(crate) fn spawn(
     spawner: &Spawner,
     handle: &Handle,
     prepared: &Prepared,
     req: &StartRequest,
     kill_on_host_death: bool,
-    cgroup_procs: Option<OwnedFd>,
+    cgroup: Option<OwnedFd>,
 ) -> Result<Child, ProcessError> {
     let program = prepared.program.clone();
     let dir = prepared.dir.clone();
@@ -145,11 +145,11 @@ pub(crate) fn spawn(
             stdin,
             stdout,
             stderr,
-            cgroup_procs: cgroup_procs.as_ref().map(AsRawFd::as_raw_fd),
+            cgroup: cgroup.as_ref().map(AsRawFd::as_raw_fd),
             kill_on_host_death,
         });
-        // The child has executed (or failed to): it wrote to this already.
-        drop(cgroup_procs);
+        // The child has executed (or failed to): done with the directory.
+        drop(cgroup);
         let launched = launched?;
         let pid = launched.pid;
         let adopt = || -> io::Result<Child> {

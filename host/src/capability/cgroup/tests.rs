@@ -129,9 +129,16 @@ fn setup() -> Setup {
     setup
 }
 
-/// A `sleep 300` started inside `cgroup` the way the table starts children.
-fn sleep_in(procs: OwnedFd) -> std::process::Child {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+/// A `sleep 300` moved into the cgroup whose directory is `dir` before it
+/// executes (the way the table's fallback starts children).
+fn sleep_in(dir: OwnedFd) -> std::process::Child {
+    // SAFETY: openat relative to a directory we own, with a C string.
+    let fd = unsafe {
+        libc::openat(std::os::fd::AsRawFd::as_raw_fd(&dir), c"cgroup.procs".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC)
+    };
+    assert!(fd >= 0, "opening cgroup.procs: {}", io::Error::last_os_error());
+    // SAFETY: new and ours.
+    let procs = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let mut cmd = Command::new("sleep");
     cmd.arg("300");
     // SAFETY: one async-signal-safe write between fork and exec.
@@ -221,11 +228,8 @@ fn the_cgroups_of_a_dead_host_are_emptied_and_removed() {
     let stale = parent.join(dead.dir_name(1, false));
     let _ = remove_tree(&stale);
     fs::create_dir_all(stale.join("5").join("nested")).unwrap();
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(stale.join("5").join("nested").join("cgroup.procs"))
-        .unwrap();
-    let mut survivor = sleep_in(OwnedFd::from(procs));
+    let nested = fs::File::open(stale.join("5").join("nested")).unwrap();
+    let mut survivor = sleep_in(OwnedFd::from(nested));
     // Another host of a different pid namespace: not ours to judge.
     let foreign = parent.join(
         Owner {
@@ -240,11 +244,7 @@ fn the_cgroups_of_a_dead_host_are_emptied_and_removed() {
     let kept = parent.join(dead.dir_name(2, true));
     let _ = remove_tree(&kept);
     fs::create_dir(&kept).unwrap();
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(kept.join("cgroup.procs"))
-        .unwrap();
-    let mut orphan = sleep_in(OwnedFd::from(procs));
+    let mut orphan = sleep_in(OwnedFd::from(fs::File::open(&kept).unwrap()));
     let kept_empty = parent.join(dead.dir_name(3, true));
     let _ = fs::create_dir(&kept_empty);
 

@@ -23,7 +23,7 @@ fn start(program: &str, argv: &[&str], env: &[(String, String)], dir: &str) -> i
         stdin: Stdio::Pipe,
         stdout: Stdio::Pipe,
         stderr: Stdio::Pipe,
-        cgroup_procs: None,
+        cgroup: None,
         kill_on_host_death: true,
     })
 }
@@ -115,4 +115,45 @@ async fn signals_are_reported_and_waits_work_without_pidfds() {
     let status = watch.wait().await.unwrap();
     assert_eq!(status.signal(), Some(libc::SIGTERM));
     assert!(watch.reaped);
+}
+
+/// With cgroups, the child runs in its cgroup from its first instruction:
+/// born there (`CLONE_INTO_CGROUP`) or, in the fallback, moved there before
+/// it executes anything. Both ways are exercised where cgroups are usable.
+#[tokio::test]
+async fn starts_inside_its_cgroup_both_ways() {
+    use crate::capability::cgroup::Setup;
+    use crate::capability::policy::Containment;
+
+    let setup = Setup::new(Containment::Auto, false);
+    let Some(cgroups) = setup.cgroups() else {
+        eprintln!("no usable cgroup v2 on this machine ({}): only process groups to test", setup.describe());
+        return;
+    };
+    for (order, into_cgroup) in [(1, true), (2, false)] {
+        let (cgroup, dir) = setup.child(order).unwrap().unwrap();
+        let mut child = launch_with(
+            &Launch {
+                program: Path::new("/bin/cat"),
+                argv: vec![OsStr::new("cat"), OsStr::new("/proc/self/cgroup")],
+                env: &[],
+                dir: Path::new("/"),
+                stdin: Stdio::Null,
+                stdout: Stdio::Pipe,
+                stderr: Stdio::Null,
+                cgroup: Some(dir.as_raw_fd()),
+                kill_on_host_death: true,
+            },
+            into_cgroup,
+        )
+        .unwrap();
+        let mut watch = ExitWatch::new(child.pid).unwrap();
+        let out = read_all(child.stdout.take());
+        assert!(watch.wait().await.unwrap().success());
+        // The cgroup2 line (`0::/path`) names the child's own cgroup.
+        let own = out.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_else(|| panic!("no cgroup2 line: {out}"));
+        let table = cgroups.dir().file_name().unwrap().to_str().unwrap();
+        assert!(own.ends_with(&format!("/{table}/{order}")), "into_cgroup={into_cgroup}: {own} is not {}", cgroup.path().display());
+        cgroups.reaped(&cgroup);
+    }
 }
