@@ -254,11 +254,28 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
             forked.push(t.elapsed());
         }
     }
+    // After a quiet moment: what a server with sporadic requests sees. (A
+    // child moved into its cgroup after it started would wait here for an
+    // RCU grace period; one created inside it does not.)
+    let mut idle = Samples::default();
+    let mut idle_native = Samples::default();
+    for _ in 0..cfg.n(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = Instant::now();
+        let pid = table.start(true_request()).unwrap().pid;
+        table.wait(pid, wait).await.unwrap();
+        idle.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = Instant::now();
+        native_like_capability(false);
+        idle_native.push(t.elapsed());
+    }
     report.timing("1b", "native, std, pipes + own group (posix_spawn)", &samples[1], native);
     report.timing("1c", "native, std, pipes + own group + PDEATHSIG hook (fork), measured apart", &forked, native);
     report.timing("2", "capability: `ProcessTable::start` + `wait`", &samples[2], native);
     report.timing("2b", "capability without PDEATHSIG", &samples[3], native);
     report.timing("2c", "capability with process groups only (no cgroup per child)", &samples[6], native);
+    report.timing("2e", "capability, each after 100 ms idle", &idle, Some(("(1b) after 100 ms idle", idle_native.median())));
     report.timing("3", "guest, reused instance: `start` + `wait`", &samples[4], native);
     report.timing("4", "guest, fresh instance (the server's path): `start` + `wait`", &samples[5], native);
     let r4 = samples[5].median() / floor;
