@@ -96,12 +96,18 @@ pub fn output<C: Capability + ?Sized>(
             let chunk = cap.read_output(pid, selector, cursor, OUTPUT_BATCH, 0)?;
             // `dropped` counts since the start, so the latest is the total.
             dropped = dropped.max(chunk.dropped);
-            let caught_up = chunk.lines.len() < OUTPUT_BATCH as usize;
+            let returned = chunk.lines.len() as u64;
+            let caught_up = returned < u64::from(OUTPUT_BATCH);
+            // After the first read, a skip means the buffer dropped lines
+            // this call had not reached: the child writes faster than we
+            // read, and would keep us reading (and holding every line read)
+            // until the guest's memory ran out.
+            let lapped = !lines.is_empty() && chunk.next_cursor.saturating_sub(cursor) > returned;
             cursor = chunk.next_cursor;
             lines.extend(chunk.lines.into_iter().map(|line| line.line));
-            // A short read means the reader caught up: stop there, so a
-            // child writing faster than we read cannot keep this call going.
-            if caught_up {
+            // A short read means the reader caught up. Either way the reply
+            // is what was captured when the call began, give or take a read.
+            if caught_up || lapped {
                 break;
             }
         }

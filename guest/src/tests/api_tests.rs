@@ -254,6 +254,27 @@ fn output_collects_every_line_across_reads() {
     );
 }
 
+/// A child writing faster than the guest reads must not keep the call
+/// reading (and holding) lines until the guest runs out of memory: once the
+/// buffer drops lines the reader has not reached, the reply ends.
+#[test]
+fn output_of_a_flood_ends_once_the_writer_laps_the_reader() {
+    let fake = Fake::new();
+    let pid = fake.spawn("yes");
+    for _ in 0..10_000 {
+        fake.emit(pid, OutputStream::Stdout, "y");
+    }
+    // 5,000 new lines (and as many dropped) before every read: the second
+    // read finds that lines after the first one's end were dropped.
+    fake.0.borrow_mut().flooding.insert(pid, 5_000);
+    let reply = api::output(&fake, &pid.to_string(), OutputSelector::Stdout);
+    let value = body(&reply);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.calls().len(), 2, "{:?}", fake.calls());
+    assert_eq!(value["line_count"], 2 * 4096);
+    assert_eq!(value["dropped_lines"], 10_000);
+}
+
 #[test]
 fn output_selectors_and_dropped_lines() {
     let fake = Fake::new();

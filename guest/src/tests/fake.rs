@@ -26,6 +26,10 @@ pub struct State {
     pub fail: BTreeMap<&'static str, ProcessError>,
     pub started: Vec<StartRequest>,
     pub stdin: BTreeMap<Pid, Vec<u8>>,
+    /// Pids whose child writes this many stdout lines before every read,
+    /// the buffer dropping as many of the oldest: a child writing faster
+    /// than the guest reads.
+    pub flooding: BTreeMap<Pid, u64>,
 }
 
 pub struct Fake(pub RefCell<State>);
@@ -208,6 +212,15 @@ impl Capability for Fake {
         ));
         self.failure("read_output")?;
         let info = self.info(pid)?;
+        // (For 20 calls at most: a reader that never stops fails its test
+        // instead of hanging it.)
+        let flood = self.0.borrow().flooding.get(&pid).copied().filter(|_| self.0.borrow().calls.len() <= 20);
+        if let Some(n) = flood {
+            for _ in 0..n {
+                self.emit(pid, OutputStream::Stdout, "y");
+            }
+            *self.0.borrow_mut().dropped.entry(pid).or_default() += n;
+        }
         let mut s = self.0.borrow_mut();
         let all: Vec<OutputLine> = s
             .lines
