@@ -1,5 +1,4 @@
-//! Starting a child without copying the host's address space, and waiting
-//! for it without a thread.
+//! Starting a child without copying the host's address space.
 //!
 //! `fork` copies the page tables of every mapping of the host, and the
 //! child's `exec` then tears them down again. A wasmtime host has many
@@ -31,22 +30,15 @@
 //! (which step, which errno) and the child exits with 127; the parent reaps
 //! it and reports the step and the OS reason.
 //!
-//! The child is waited for with a pidfd (Linux 5.3), which becomes readable
-//! when it exits; on kernels without one, each waiter retries on every
-//! `SIGCHLD`. Reaping is `waitpid` of that one pid: nothing else in the host
-//! (tokio included) reaps it.
+//! Waiting for the child and reaping it is `reap`'s job.
 
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Mutex, OnceLock};
-
-use tokio::io::unix::AsyncFd;
+use std::sync::OnceLock;
 
 /// The child's own stack: it only makes system calls through libc.
 const CHILD_STACK: usize = 64 << 10;
@@ -125,13 +117,13 @@ struct ChildContext {
 /// Starts `launch`. Blocks the calling thread until the child executed the
 /// program or failed to (it is suspended meanwhile, as with `vfork`).
 pub(crate) fn launch(launch: &Launch) -> io::Result<Launched> {
+    super::reap::reap_orphans();
     launch_with(launch, true)
 }
 
 /// [`launch`], with `CLONE_INTO_CGROUP` allowed or not (the tests take the
 /// fallback on purpose).
 fn launch_with(launch: &Launch, into_cgroup: bool) -> io::Result<Launched> {
-    reap_orphans();
     let program = cstring(launch.program.as_os_str(), "the program path")?;
     let dir = cstring(launch.dir.as_os_str(), "the working directory")?;
     let argv = launch.argv.iter().map(|a| cstring(a, "an argument")).collect::<io::Result<Vec<_>>>()?;
@@ -149,7 +141,7 @@ fn launch_with(launch: &Launch, into_cgroup: bool) -> io::Result<Launched> {
     let (stdout_child, stdout_host) = stream(launch.stdout, false)?;
     let (stderr_child, stderr_host) = stream(launch.stderr, false)?;
 
-    let ctx = ChildContext {
+    let mut ctx = ChildContext {
         program: program.as_ptr(),
         argv: argv_ptrs.as_ptr(),
         envp: env_ptrs.as_ptr(),
@@ -161,7 +153,6 @@ fn launch_with(launch: &Launch, into_cgroup: bool) -> io::Result<Launched> {
         failed_step: AtomicI32::new(0),
         failed_errno: AtomicI32::new(0),
     };
-    let mut ctx = ctx;
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down: the child starts at the top, 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
@@ -354,13 +345,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // Every disposition back to the default before signals are
         // unblocked: a handler of the host must never run here, and an
         // ignored signal (SIGHUP under nohup, SIGINT in a background job)
-        // would stay ignored across exec. (glibc refuses its two internal
-        // signals: that is fine, they are not ignored.)
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
+        // would stay ignored across exec. Through the system call, not
+        // glibc's `sigaction`, which refuses its two internal signals (32
+        // and 33): a parent can leave those ignored too (cargo's children
+        // have them ignored), and the API may send 32 to a child. An
+        // all-zero kernel `struct sigaction` is SIG_DFL, no flags, no mask
+        // on every architecture; 32 bytes cover its largest layout.
+        let dfl = [0u64; 4];
         for sig in 1..=ctx.sigrtmax {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
             }
         }
         let mut none: libc::sigset_t = std::mem::zeroed();
@@ -465,100 +459,6 @@ fn dev_null() -> RawFd {
         above_stdio(file.into()).expect("a descriptor above 2")
     })
     .as_raw_fd()
-}
-
-/// Waits for one child and reaps it.
-pub(crate) struct ExitWatch {
-    pid: libc::pid_t,
-    pidfd: Option<AsyncFd<OwnedFd>>,
-    reaped: bool,
-}
-
-impl ExitWatch {
-    /// A watch on our unreaped child `pid`. Needs a tokio runtime (its I/O
-    /// driver, or its signal driver without pidfds).
-    pub(crate) fn new(pid: libc::pid_t) -> io::Result<ExitWatch> {
-        // SAFETY: pidfd_open returns a new descriptor or -1. The pid can't
-        // have been reused: it is our child and not yet reaped.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let pidfd = if fd >= 0 {
-            // SAFETY: the descriptor is new and ours, and the OwnedFd keeps
-            // it open for as long as the registration exists.
-            let registered = unsafe {
-                AsyncFd::register_with_interest(OwnedFd::from_raw_fd(fd as RawFd), tokio::io::Interest::READABLE)
-            };
-            Some(registered.map_err(io::Error::from)?)
-        } else {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ENOSYS) {
-                return Err(e);
-            }
-            None
-        };
-        Ok(ExitWatch { pid, pidfd, reaped: false })
-    }
-
-    /// Waits until the child exits and reaps it.
-    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
-        match &self.pidfd {
-            Some(pidfd) => loop {
-                let mut ready = pidfd.readable().await?;
-                if let Some(status) = try_reap(self.pid)? {
-                    self.reaped = true;
-                    return Ok(status);
-                }
-                ready.clear_ready();
-            },
-            None => {
-                // Listening before the first try, so no SIGCHLD is missed.
-                let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
-                loop {
-                    if let Some(status) = try_reap(self.pid)? {
-                        self.reaped = true;
-                        return Ok(status);
-                    }
-                    sigchld.recv().await;
-                }
-            }
-        }
-    }
-
-}
-
-impl Drop for ExitWatch {
-    /// A watch dropped before its child was reaped (its runtime shut down)
-    /// hands the pid on: every later launch tries to reap it.
-    fn drop(&mut self) {
-        if !self.reaped && !matches!(try_reap(self.pid), Ok(Some(_))) {
-            ORPHANS.lock().unwrap_or_else(|e| e.into_inner()).push(self.pid);
-        }
-    }
-}
-
-/// Children whose watch was dropped before they exited.
-static ORPHANS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
-
-fn reap_orphans() {
-    let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
-    orphans.retain(|&pid| matches!(try_reap(pid), Ok(None)));
-}
-
-/// `waitpid(pid, WNOHANG)`: the status once it exited.
-fn try_reap(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid on a pid of ours, with a valid status pointer.
-        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
-            0 => return Ok(None),
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            _ => return Ok(Some(ExitStatus::from_raw(status))),
-        }
-    }
 }
 
 #[cfg(test)]

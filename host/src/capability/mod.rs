@@ -23,6 +23,7 @@ mod cgroup;
 mod launch;
 mod policy;
 mod process;
+mod reap;
 mod signal;
 mod spawn;
 mod stdin;

@@ -34,7 +34,8 @@ use tokio::net::unix::pipe;
 use tokio::runtime::Handle;
 
 use super::Inner;
-use super::launch::{self, ExitWatch, Launch};
+use super::launch::{self, Launch};
+use super::reap::ExitWatch;
 use super::policy::Prepared;
 use super::process::{End, Proc};
 use crate::types::{OutputMode, OutputStream, ProcessError, StartRequest, StdinMode};
