@@ -1,6 +1,6 @@
 //! The native baseline server: the same HTTP stack as `sandbox-process
-//! serve` (axum on a multi-threaded tokio runtime, the same bearer-token
-//! check and per-request log line), the same capability (`ProcessTable`),
+//! serve` (axum on a multi-threaded tokio runtime, the server's own
+//! bearer-token and log layers), the same capability (`ProcessTable`),
 //! and the guest's own request parsing and JSON rendering compiled natively
 //! (`sandbox_process_guest::api`). What it lacks is exactly the wasm: no
 //! store, no instance, no component boundary.
@@ -9,13 +9,11 @@
 //! `GET /api/v1/processes` and `GET /api/v1/processes/{ref}`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{OriginalUri, Request, State};
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use sandbox_process::{Limits, Policy, ProcessTable, types as host};
@@ -33,13 +31,11 @@ pub fn main(token: String, max_processes: usize) {
     runtime.block_on(async move {
         let limits = Limits { max_processes, ..Limits::default() };
         let table = ProcessTable::new(Policy::default(), limits);
-        let state = Arc::new(App { table: table.clone(), token, max_json_body: 1 << 20 });
-        let router = Router::new()
+        let state = Arc::new(App { table: table.clone(), max_json_body: 1 << 20 });
+        let routes = Router::new()
             .route("/api/v1/processes", get(list).post(start))
-            .route("/api/v1/processes/{ref}", get(get_one))
-            .layer(middleware::from_fn_with_state(state.clone(), require_token))
-            .layer(middleware::from_fn(log_request))
-            .with_state(state);
+            .route("/api/v1/processes/{ref}", get(get_one));
+        let router = sandbox_process::http::with_auth_and_logging(routes, Some(token)).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         tracing::info!(listen = %listener.local_addr().unwrap(), "serving the native baseline");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
@@ -55,48 +51,11 @@ pub fn main(token: String, max_processes: usize) {
 
 struct App {
     table: ProcessTable,
-    token: String,
     max_json_body: usize,
 }
 
 type AppState = State<Arc<App>>;
 
-/// The same check as the server's: `Authorization: Bearer`, constant time.
-async fn require_token(State(app): AppState, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), app.token.as_bytes()) => next.run(request).await,
-        _ => json(401, r#"{"error":"unauthorized","code":"UNAUTHORIZED"}"#.into()),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() != b.len()) as u8;
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    std::hint::black_box(diff) == 0
-}
-
-/// The same log line as the server's.
-async fn log_request(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
-}
 
 async fn start(State(app): AppState, body: Body) -> Response {
     match axum::body::to_bytes(body, app.max_json_body).await {

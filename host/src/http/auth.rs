@@ -7,13 +7,13 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{AppState, error_response};
+use super::error_response;
 
 /// Refuses (401) a request without `Authorization: Bearer <token>` when a
 /// token is configured. Every route, `/health` included, is behind it: a
 /// health probe that reveals the server exists is still an answer.
-pub(super) async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.config.token.as_deref() else {
+pub(super) async fn require_token(State(token): State<Option<Arc<str>>>, request: Request, next: Next) -> Response {
+    let Some(expected) = token.as_deref() else {
         return next.run(request).await;
     };
     let presented = request

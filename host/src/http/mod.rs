@@ -44,11 +44,20 @@ struct AppState {
 
 /// The router of the whole API, ready for `axum::serve`.
 pub fn router(runtime: Arc<GuestRuntime>, config: HttpConfig) -> Router {
+    let token = config.token.clone();
     let state = Arc::new(AppState { runtime, config });
-    routes::routes()
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+    with_auth_and_logging(routes::routes(), token).with_state(state)
+}
+
+/// The layers around every route: bearer-token authentication (when
+/// `token` is set) inside one log line per request. Public, hidden, so that
+/// the benchmark's native baseline server is this very stack minus the
+/// guest.
+#[doc(hidden)]
+pub fn with_auth_and_logging<S: Clone + Send + Sync + 'static>(routes: Router<S>, token: Option<String>) -> Router<S> {
+    routes
+        .layer(middleware::from_fn_with_state(token.map(Arc::<str>::from), auth::require_token))
         .layer(middleware::from_fn(log_request))
-        .with_state(state)
 }
 
 /// One log line per request: method, path, status, duration. Headers (and
