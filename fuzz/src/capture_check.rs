@@ -30,11 +30,7 @@ use crate::types::{OutputSelector, OutputStream};
 use super::source::Source;
 
 const STREAMS: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
-const SELECTORS: [OutputSelector; 3] = [
-    OutputSelector::Stdout,
-    OutputSelector::Stderr,
-    OutputSelector::Merged,
-];
+const SELECTORS: [OutputSelector; 3] = [OutputSelector::Stdout, OutputSelector::Stderr, OutputSelector::Merged];
 
 /// Bytes a chunk is built from: newlines, ASCII, whole multi-byte
 /// characters, and the pieces of broken ones.
@@ -148,14 +144,7 @@ pub fn check(data: &[u8]) {
     }
     for selector in SELECTORS {
         let max_lines = 1 + src.below(4);
-        run.readers.push(Reader {
-            selector,
-            cursor: 0,
-            max_lines,
-            received: 0,
-            missed: 0,
-            complete: false,
-        });
+        run.readers.push(Reader { selector, cursor: 0, max_lines, received: 0, missed: 0, complete: false });
     }
     let mut huge_left = 2;
     let steps = src.below(120);
@@ -263,10 +252,7 @@ impl Run {
         }
         // A partial line beyond the limit is emitted in pieces already.
         m.split |= m.partial.len() > max_line;
-        assert!(
-            emitted >= newlines,
-            "{emitted} lines emitted for {newlines} newlines"
-        );
+        assert!(emitted >= newlines, "{emitted} lines emitted for {newlines} newlines");
         if !m.split {
             assert_eq!(emitted, newlines, "no line was cut, yet pieces appeared");
         }
@@ -300,23 +286,11 @@ impl Run {
         for s in 0..2 {
             let m = &self.model[s];
             let chunk = self.read_all([OutputSelector::Stdout, OutputSelector::Stderr][s]);
-            let bytes: usize = chunk
-                .lines
-                .iter()
-                .map(|l| l.line.len() + LINE_OVERHEAD_BYTES)
-                .sum();
-            assert!(
-                bytes <= self.cap,
-                "stream {s} retains {bytes} bytes, over the cap {}",
-                self.cap
-            );
+            let bytes: usize = chunk.lines.iter().map(|l| l.line.len() + LINE_OVERHEAD_BYTES).sum();
+            assert!(bytes <= self.cap, "stream {s} retains {bytes} bytes, over the cap {}", self.cap);
             retained[s] = chunk.lines.len() as u64;
             dropped[s] = chunk.dropped;
-            assert_eq!(
-                chunk.dropped + retained[s],
-                m.emitted,
-                "stream {s}: dropped + retained != emitted"
-            );
+            assert_eq!(chunk.dropped + retained[s], m.emitted, "stream {s}: dropped + retained != emitted");
             assert!(chunk.lines.iter().all(|l| l.stream == STREAMS[s]));
             assert!(chunk.next_cursor <= m.emitted);
             if chunk.lines.is_empty() {
@@ -326,11 +300,7 @@ impl Run {
                 self.check_content(s, &chunk.lines);
             }
             // Read to the end: complete as soon as nothing more can come.
-            assert_eq!(
-                chunk.complete,
-                self.exited && self.all_finished(),
-                "stream {s}: complete"
-            );
+            assert_eq!(chunk.complete, self.exited && self.all_finished(), "stream {s}: complete");
         }
         // Merged: the retained lines of both, in arrival order.
         let merged = self.read_all(OutputSelector::Merged);
@@ -359,10 +329,7 @@ impl Run {
         let got: Vec<usize> = merged.lines.iter().map(|l| index(l.stream)).collect();
         assert_eq!(got, expected, "merged order is not arrival order");
         assert!(
-            merged
-                .lines
-                .windows(2)
-                .all(|w| w[0].timestamp <= w[1].timestamp),
+            merged.lines.windows(2).all(|w| w[0].timestamp <= w[1].timestamp),
             "timestamps go backwards in arrival order"
         );
         for r in &self.readers {
@@ -384,11 +351,7 @@ impl Run {
         }
         for line in lines {
             // A lossy decode turns each bad byte into a 3-byte U+FFFD.
-            let limit = if valid {
-                self.max_line
-            } else {
-                3 * self.max_line
-            };
+            let limit = if valid { self.max_line } else { 3 * self.max_line };
             assert!(
                 line.line.len() <= limit,
                 "stream {s}: a piece of {} bytes, over the limit {limit}",
@@ -406,11 +369,7 @@ impl Run {
                 "stream {s}: the retained pieces are not the end of what was pushed"
             );
             if lines.len() as u64 == m.emitted {
-                assert_eq!(
-                    retained.as_bytes(),
-                    &text[..],
-                    "stream {s}: bytes lost or added"
-                );
+                assert_eq!(retained.as_bytes(), &text[..], "stream {s}: bytes lost or added");
             }
         }
     }
@@ -421,10 +380,7 @@ impl Run {
 
     /// Lines emitted so far on `selector`'s streams.
     fn emitted(&self, selector: OutputSelector) -> u64 {
-        streams_of(selector)
-            .iter()
-            .map(|&s| self.model[s].emitted)
-            .sum()
+        streams_of(selector).iter().map(|&s| self.model[s].emitted).sum()
     }
 
     /// A read from anywhere: bounded, ordered, never moving a cursor back.
@@ -432,21 +388,13 @@ impl Run {
         let chunk = self.capture.read(selector, cursor, max_lines);
         assert!(chunk.lines.len() <= max_lines);
         assert!(chunk.next_cursor >= cursor, "a cursor went back");
-        assert!(
-            chunk.next_cursor - cursor >= chunk.lines.len() as u64,
-            "more lines than cursor positions"
-        );
+        assert!(chunk.next_cursor - cursor >= chunk.lines.len() as u64, "more lines than cursor positions");
         let emitted = self.emitted(selector);
         if cursor <= emitted {
             assert!(chunk.next_cursor <= emitted);
         }
         let streams = streams_of(selector);
-        assert!(
-            chunk
-                .lines
-                .iter()
-                .all(|l| streams.contains(&index(l.stream)))
-        );
+        assert!(chunk.lines.iter().all(|l| streams.contains(&index(l.stream))));
     }
 
     /// One small read by reader `r` from its cursor.
@@ -459,10 +407,7 @@ impl Run {
         let gap = chunk.next_cursor - cursor - chunk.lines.len() as u64;
         let complete_now = self.exited && self.all_finished();
         let reader = &mut self.readers[r];
-        assert!(
-            !reader.complete || chunk.lines.is_empty(),
-            "lines after complete"
-        );
+        assert!(!reader.complete || chunk.lines.is_empty(), "lines after complete");
         reader.received += chunk.lines.len() as u64;
         reader.missed += gap;
         reader.cursor = chunk.next_cursor;
@@ -489,11 +434,7 @@ impl Run {
             self.advance(r);
         }
         let reader = &self.readers[r];
-        assert!(
-            reader.complete,
-            "{:?}: never complete after {bound} reads",
-            reader.selector
-        );
+        assert!(reader.complete, "{:?}: never complete after {bound} reads", reader.selector);
         assert_eq!(
             reader.received + reader.missed,
             self.emitted(reader.selector),

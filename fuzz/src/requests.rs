@@ -27,13 +27,10 @@ use std::cell::RefCell;
 
 use sandbox_process_guest::api;
 use sandbox_process_guest::model::{
-    Capability, HostSummary, OutputChunk, OutputSelector, Pid, ProcessError, ProcessInfo,
-    ProcessStatus, StartRequest,
+    Capability, HostSummary, OutputChunk, OutputSelector, Pid, ProcessError, ProcessInfo, ProcessStatus, StartRequest,
 };
 use sandbox_process_guest::render::ApiError;
-use sandbox_process_guest::request::{
-    self, MAX_ARG_BYTES, MAX_ARGS, MAX_ENV, MAX_PATH_BYTES, MAX_TIMEOUT_SECS,
-};
+use sandbox_process_guest::request::{self, MAX_ARG_BYTES, MAX_ARGS, MAX_ENV, MAX_PATH_BYTES, MAX_TIMEOUT_SECS};
 
 use super::source::Source;
 
@@ -108,21 +105,9 @@ impl Capability for Recorder {
         self.other("close_stdin");
         Ok(())
     }
-    fn read_output(
-        &self,
-        _: Pid,
-        _: OutputSelector,
-        cursor: u64,
-        _: u32,
-        _: u32,
-    ) -> Result<OutputChunk, ProcessError> {
+    fn read_output(&self, _: Pid, _: OutputSelector, cursor: u64, _: u32, _: u32) -> Result<OutputChunk, ProcessError> {
         self.other("read_output");
-        Ok(OutputChunk {
-            lines: Vec::new(),
-            next_cursor: cursor,
-            dropped: 0,
-            complete: true,
-        })
+        Ok(OutputChunk { lines: Vec::new(), next_cursor: cursor, dropped: 0, complete: true })
     }
     fn wait(&self, pid: Pid, _: u32) -> Result<ProcessInfo, ProcessError> {
         self.other("wait");
@@ -130,12 +115,7 @@ impl Capability for Recorder {
     }
     fn summary(&self) -> HostSummary {
         self.other("summary");
-        HostSummary {
-            version: String::new(),
-            uptime_secs: 0,
-            running_processes: 0,
-            total_processes: 0,
-        }
+        HostSummary { version: String::new(), uptime_secs: 0, running_processes: 0, total_processes: 0 }
     }
     fn now_ms(&self) -> u64 {
         1_000
@@ -147,8 +127,7 @@ impl Capability for Recorder {
 fn check_error(error: &ApiError, codes: &[&str]) {
     assert_eq!(error.status, 400, "{error:?}");
     assert!(codes.contains(&error.code), "{error:?}");
-    let body: serde_json::Value =
-        serde_json::from_str(&error.body()).expect("the error body is JSON");
+    let body: serde_json::Value = serde_json::from_str(&error.body()).expect("the error body is JSON");
     let object = body.as_object().expect("the error body is an object");
     assert_eq!(object.len(), 2, "{body}");
     assert_eq!(object["error"].as_str(), Some(error.message.as_str()));
@@ -159,15 +138,8 @@ fn check_error(error: &ApiError, codes: &[&str]) {
 /// Text that reaches the OS: no NUL, within `max` bytes.
 fn check_text(text: &str, max: usize, allow_empty: bool) {
     assert!(!text.contains('\0'), "a NUL reached the request: {text:?}");
-    assert!(
-        text.len() <= max,
-        "{} bytes over the limit {max}",
-        text.len()
-    );
-    assert!(
-        allow_empty || !text.is_empty(),
-        "an empty text was accepted"
-    );
+    assert!(text.len() <= max, "{} bytes over the limit {max}", text.len());
+    assert!(allow_empty || !text.is_empty(), "an empty text was accepted");
 }
 
 /// Every rule an accepted start request obeys.
@@ -182,11 +154,7 @@ fn check_request(r: &StartRequest) {
         check_text(&var.name, usize::MAX, false);
         assert!(!var.name.contains('='), "env name {:?} has `=`", var.name);
         check_text(&var.value, usize::MAX, true);
-        assert!(
-            r.env[..i].iter().all(|v| v.name != var.name),
-            "env name {:?} twice",
-            var.name
-        );
+        assert!(r.env[..i].iter().all(|v| v.name != var.name), "env name {:?} twice", var.name);
     }
     if let Some(dir) = &r.working_dir {
         check_text(dir, MAX_PATH_BYTES, false);
@@ -222,10 +190,7 @@ fn check_start(body: &[u8]) {
         }
         Err(e) => {
             assert_eq!(reply, e.reply());
-            assert!(
-                cap.starts.borrow().is_empty(),
-                "a refused start reached the host"
-            );
+            assert!(cap.starts.borrow().is_empty(), "a refused start reached the host");
         }
     }
     assert!(cap.others.borrow().is_empty(), "{:?}", cap.others.borrow());
@@ -248,10 +213,7 @@ fn check_run(body: &[u8]) {
                 )
             );
             if let Some(ms) = run.timeout_ms {
-                assert!(
-                    ms >= 1 && ms <= (MAX_TIMEOUT_SECS * 1000.0) as u64,
-                    "{ms} ms"
-                );
+                assert!(ms >= 1 && ms <= (MAX_TIMEOUT_SECS * 1000.0) as u64, "{ms} ms");
             }
             let step = opened.expect("an accepted run opens");
             assert!(!step.done);
@@ -265,10 +227,7 @@ fn check_run(body: &[u8]) {
         Err(e) => {
             check_error(e, &["INVALID_REQUEST"]);
             assert_eq!(opened.unwrap_err(), e.reply());
-            assert!(
-                cap.starts.borrow().is_empty(),
-                "a refused run reached the host"
-            );
+            assert!(cap.starts.borrow().is_empty(), "a refused run reached the host");
         }
     }
 }
@@ -286,10 +245,7 @@ fn check_signal(body: &[u8]) {
         Err(e) => {
             check_error(e, &["INVALID_REQUEST", "INVALID_SIGNAL"]);
             assert_eq!(reply, e.reply());
-            assert!(
-                cap.signals.borrow().is_empty(),
-                "a refused signal reached the host"
-            );
+            assert!(cap.signals.borrow().is_empty(), "a refused signal reached the host");
         }
     }
 }
@@ -301,11 +257,7 @@ fn check_ref(body: &[u8]) {
         let reply = api::get(&cap, reference);
         match request::parse_ref(reference) {
             Ok(pid) => {
-                assert_eq!(
-                    pid.to_string(),
-                    reference,
-                    "a non-canonical reference accepted"
-                );
+                assert_eq!(pid.to_string(), reference, "a non-canonical reference accepted");
                 assert!(pid >= 1 && pid <= i32::MAX as u32, "pid {pid}");
                 assert_eq!(reply.status, 200);
                 assert_eq!(*cap.others.borrow(), ["get"]);
@@ -313,17 +265,12 @@ fn check_ref(body: &[u8]) {
             Err(e) => {
                 check_error(&e, &["INVALID_REQUEST"]);
                 assert_eq!(reply, e.reply());
-                assert!(
-                    cap.others.borrow().is_empty(),
-                    "a refused reference reached the host"
-                );
+                assert!(cap.others.borrow().is_empty(), "a refused reference reached the host");
             }
         }
     }
     // Every canonical reference is accepted, whatever the number.
-    if let Ok(n) =
-        u32::try_from(body.len() * 7919 + usize::from(body.first().copied().unwrap_or(1)))
-    {
+    if let Ok(n) = u32::try_from(body.len() * 7919 + usize::from(body.first().copied().unwrap_or(1))) {
         let pid = n % (i32::MAX as u32) + 1;
         assert_eq!(request::parse_ref(&pid.to_string()), Ok(pid));
     }
@@ -473,15 +420,9 @@ fn value(src: &mut Source, out: &mut String, depth: usize) {
             // A long string: around each limit of the API (the longest
             // ones rarely: they make an input slow).
             let (len, fill) = if src.below(16) == 0 {
-                (
-                    src.pick(&[MAX_ARG_BYTES, MAX_ARG_BYTES + 1]),
-                    src.pick(&["a", "é"]),
-                )
+                (src.pick(&[MAX_ARG_BYTES, MAX_ARG_BYTES + 1]), src.pick(&["a", "é"]))
             } else {
-                (
-                    src.pick(&[MAX_PATH_BYTES, MAX_PATH_BYTES + 1, 100]),
-                    src.pick(&["a", "é", "\\u0000"]),
-                )
+                (src.pick(&[MAX_PATH_BYTES, MAX_PATH_BYTES + 1, 100]), src.pick(&["a", "é", "\\u0000"]))
             };
             out.push('"');
             let mut written = 0;
@@ -494,11 +435,7 @@ fn value(src: &mut Source, out: &mut String, depth: usize) {
         5 => {
             // An array: a few values, or many short strings.
             out.push('[');
-            let count = if src.below(32) == 0 {
-                src.pick(&[MAX_ARGS, MAX_ARGS + 1])
-            } else {
-                src.below(6)
-            };
+            let count = if src.below(32) == 0 { src.pick(&[MAX_ARGS, MAX_ARGS + 1]) } else { src.below(6) };
             for i in 0..count {
                 if i > 0 {
                     out.push(',');
@@ -514,11 +451,7 @@ fn value(src: &mut Source, out: &mut String, depth: usize) {
         6 => {
             // An object, the shape of `env`: names with `=`, NUL, repeats.
             out.push('{');
-            let count = if src.below(32) == 0 {
-                MAX_ENV + src.below(2)
-            } else {
-                src.below(5)
-            };
+            let count = if src.below(32) == 0 { MAX_ENV + src.below(2) } else { src.below(5) };
             for i in 0..count {
                 if i > 0 {
                     out.push(',');

@@ -81,11 +81,7 @@ pub fn corpus(seed: u64, count: usize, max_len: usize) -> Vec<Vec<u8>> {
     let mut rng = XorShift::new(seed);
     (0..count)
         .map(|i| {
-            let limit = if i % 8 == 7 {
-                max_len
-            } else {
-                max_len.min(256)
-            };
+            let limit = if i % 8 == 7 { max_len } else { max_len.min(256) };
             let len = (rng.next_u64() as usize) % (limit + 1);
             rng.bytes(len)
         })

@@ -4,11 +4,10 @@
 //! defines. The order is always: validate everything the guest can, then
 //! call the capability, so that a bad request never reaches the host.
 
-use crate::prelude::*;
 use crate::model::{
-    Capability, OutputChunk, OutputSelector, Pid, ProcessInfo, ProcessStatus, Reply,
-    StreamPosition, StreamStep,
+    Capability, OutputChunk, OutputSelector, Pid, ProcessInfo, ProcessStatus, Reply, StreamPosition, StreamStep,
 };
+use crate::prelude::*;
 use crate::render::{self, ApiError};
 use crate::request;
 use crate::sse;
@@ -82,11 +81,7 @@ pub fn close_stdin<C: Capability + ?Sized>(cap: &C, process_ref: &str) -> Reply 
 /// Reads until a read returns fewer lines than asked for, never waiting:
 /// what was captured when the call began, and perhaps a little more, so the
 /// reply stays as fast as the client expects of it.
-pub fn output<C: Capability + ?Sized>(
-    cap: &C,
-    process_ref: &str,
-    selector: OutputSelector,
-) -> Reply {
+pub fn output<C: Capability + ?Sized>(cap: &C, process_ref: &str, selector: OutputSelector) -> Reply {
     answer((|| {
         let pid = request::parse_ref(process_ref)?;
         let mut lines = Vec::new();
@@ -129,9 +124,7 @@ pub fn info<C: Capability + ?Sized>(cap: &C) -> Reply {
 /// JSON, or the error body JSON. Shared by `validate` and the validator
 /// component so both judge a body the same way.
 pub fn normalize(body: &[u8]) -> Result<String, String> {
-    request::parse_start(body)
-        .map(|request| render::normalized(&request))
-        .map_err(|error| error.body())
+    request::parse_start(body).map(|request| render::normalized(&request)).map_err(|error| error.body())
 }
 
 /// `validate`: 200 with the normalized request, or the error reply.
@@ -149,14 +142,7 @@ pub fn follow_open<C: Capability + ?Sized>(
     let opened = (|| {
         let pid = request::parse_ref(process_ref)?;
         cap.get(pid)?;
-        Ok(StreamPosition {
-            pid,
-            selector,
-            cursor: 0,
-            deadline: None,
-            timed_out: false,
-            is_run: false,
-        })
+        Ok(StreamPosition { pid, selector, cursor: 0, deadline: None, timed_out: false, is_run: false })
     })();
     opened.map_err(|error: ApiError| error.reply())
 }
@@ -188,23 +174,11 @@ pub fn run_open<C: Capability + ?Sized>(cap: &C, body: &[u8]) -> Result<StreamSt
 
 /// The next step of a follow or run stream, waiting up to `wait_ms` for
 /// output (a run never waits past its deadline).
-pub fn stream_next<C: Capability + ?Sized>(
-    cap: &C,
-    position: StreamPosition,
-    wait_ms: u32,
-) -> StreamStep {
-    if position.is_run {
-        run_step(cap, position, wait_ms)
-    } else {
-        follow_step(cap, position, wait_ms)
-    }
+pub fn stream_next<C: Capability + ?Sized>(cap: &C, position: StreamPosition, wait_ms: u32) -> StreamStep {
+    if position.is_run { run_step(cap, position, wait_ms) } else { follow_step(cap, position, wait_ms) }
 }
 
-fn follow_step<C: Capability + ?Sized>(
-    cap: &C,
-    mut position: StreamPosition,
-    wait_ms: u32,
-) -> StreamStep {
+fn follow_step<C: Capability + ?Sized>(cap: &C, mut position: StreamPosition, wait_ms: u32) -> StreamStep {
     let chunk = match read(cap, &position, wait_ms) {
         Ok(chunk) => chunk,
         Err(error) => return finished(sse::error_event(&error), position),
@@ -214,18 +188,10 @@ fn follow_step<C: Capability + ?Sized>(
     if chunk.complete {
         frames.push_str(&sse::eof_event());
     }
-    StreamStep {
-        frames,
-        position,
-        done: chunk.complete,
-    }
+    StreamStep { frames, position, done: chunk.complete }
 }
 
-fn run_step<C: Capability + ?Sized>(
-    cap: &C,
-    mut position: StreamPosition,
-    mut wait_ms: u32,
-) -> StreamStep {
+fn run_step<C: Capability + ?Sized>(cap: &C, mut position: StreamPosition, mut wait_ms: u32) -> StreamStep {
     if let Some(deadline) = position.deadline
         && !position.timed_out
     {
@@ -246,11 +212,7 @@ fn run_step<C: Capability + ?Sized>(
     let mut frames = lines_frames(&position, &chunk, sse::run_output);
     position.cursor = chunk.next_cursor;
     if !chunk.complete {
-        return StreamStep {
-            frames,
-            position,
-            done: false,
-        };
+        return StreamStep { frames, position, done: false };
     }
     let info = match final_state(cap, position.pid) {
         Ok(info) => info,
@@ -263,11 +225,7 @@ fn run_step<C: Capability + ?Sized>(
         // Output complete yet not reaped: try again next step rather than
         // send an exit frame without an exit.
         ProcessStatus::Running => {
-            return StreamStep {
-                frames,
-                position,
-                done: false,
-            };
+            return StreamStep { frames, position, done: false };
         }
         // Only our SIGKILL explains a signaled end after the deadline; a
         // process that exited by itself in the meantime is reported as such.
@@ -297,18 +255,8 @@ fn final_state<C: Capability + ?Sized>(cap: &C, pid: Pid) -> Result<ProcessInfo,
     Ok(info)
 }
 
-fn read<C: Capability + ?Sized>(
-    cap: &C,
-    position: &StreamPosition,
-    wait_ms: u32,
-) -> Result<OutputChunk, ApiError> {
-    Ok(cap.read_output(
-        position.pid,
-        position.selector,
-        position.cursor,
-        STREAM_BATCH,
-        wait_ms,
-    )?)
+fn read<C: Capability + ?Sized>(cap: &C, position: &StreamPosition, wait_ms: u32) -> Result<OutputChunk, ApiError> {
+    Ok(cap.read_output(position.pid, position.selector, position.cursor, STREAM_BATCH, wait_ms)?)
 }
 
 /// The frames of a chunk's lines, preceded by a comment when this reader
@@ -342,18 +290,11 @@ pub fn missed_lines(cursor: u64, chunk: &OutputChunk) -> u64 {
         return 0;
     }
     let returned = u64::try_from(chunk.lines.len()).unwrap_or(u64::MAX);
-    chunk
-        .next_cursor
-        .saturating_sub(cursor)
-        .saturating_sub(returned)
+    chunk.next_cursor.saturating_sub(cursor).saturating_sub(returned)
 }
 
 fn finished(frames: String, position: StreamPosition) -> StreamStep {
-    StreamStep {
-        frames,
-        position,
-        done: true,
-    }
+    StreamStep { frames, position, done: true }
 }
 
 fn answer(result: Result<Reply, ApiError>) -> Reply {
@@ -365,8 +306,5 @@ fn json(status: u16, body: String) -> Reply {
 }
 
 fn no_content() -> Reply {
-    Reply {
-        status: 204,
-        body: String::new(),
-    }
+    Reply { status: 204, body: String::new() }
 }

@@ -18,20 +18,14 @@ use crate::model::{self as plain, Capability, Pid};
 struct Imported;
 
 impl Capability for Imported {
-    fn start(
-        &self,
-        request: &plain::StartRequest,
-    ) -> Result<plain::ProcessInfo, plain::ProcessError> {
+    fn start(&self, request: &plain::StartRequest) -> Result<plain::ProcessInfo, plain::ProcessError> {
         let request = wit::StartRequest {
             command: request.command.clone(),
             args: request.args.clone(),
             env: request
                 .env
                 .iter()
-                .map(|var| wit::EnvVar {
-                    name: var.name.clone(),
-                    value: var.value.clone(),
-                })
+                .map(|var| wit::EnvVar { name: var.name.clone(), value: var.value.clone() })
                 .collect(),
             working_dir: request.working_dir.clone(),
             stdin_mode: match request.stdin_mode {
@@ -76,8 +70,7 @@ impl Capability for Imported {
         max_lines: u32,
         wait_ms: u32,
     ) -> Result<plain::OutputChunk, plain::ProcessError> {
-        let chunk = host::read_output(pid, to_selector(selector), cursor, max_lines, wait_ms)
-            .map_err(error)?;
+        let chunk = host::read_output(pid, to_selector(selector), cursor, max_lines, wait_ms).map_err(error)?;
         Ok(plain::OutputChunk {
             lines: chunk
                 .lines
@@ -174,10 +167,7 @@ fn error(error: wit::ProcessError) -> plain::ProcessError {
 }
 
 fn reply(reply: plain::Reply) -> wit_api::Reply {
-    wit_api::Reply {
-        status: reply.status,
-        body: reply.body,
-    }
+    wit_api::Reply { status: reply.status, body: reply.body }
 }
 
 fn to_position(position: plain::StreamPosition) -> wit_api::StreamPosition {
@@ -203,11 +193,7 @@ fn from_position(position: wit_api::StreamPosition) -> plain::StreamPosition {
 }
 
 fn step(step: plain::StreamStep) -> wit_api::StreamStep {
-    wit_api::StreamStep {
-        frames: step.frames,
-        position: to_position(step.position),
-        done: step.done,
-    }
+    wit_api::StreamStep { frames: step.frames, position: to_position(step.position), done: step.done }
 }
 
 /// The exported `api` interface.
@@ -245,11 +231,7 @@ impl wit_api::Guest for Component {
     }
 
     fn output(process_ref: String, selector: wit::OutputSelector) -> wit_api::Reply {
-        reply(api::output(
-            &Imported,
-            &process_ref,
-            from_selector(selector),
-        ))
+        reply(api::output(&Imported, &process_ref, from_selector(selector)))
     }
 
     fn health() -> wit_api::Reply {
@@ -268,9 +250,7 @@ impl wit_api::Guest for Component {
         process_ref: String,
         selector: wit::OutputSelector,
     ) -> Result<wit_api::StreamPosition, wit_api::Reply> {
-        api::follow_open(&Imported, &process_ref, from_selector(selector))
-            .map(to_position)
-            .map_err(reply)
+        api::follow_open(&Imported, &process_ref, from_selector(selector)).map(to_position).map_err(reply)
     }
 
     fn run_open(body: Vec<u8>) -> Result<wit_api::StreamStep, wit_api::Reply> {
@@ -280,11 +260,7 @@ impl wit_api::Guest for Component {
     }
 
     fn stream_next(position: wit_api::StreamPosition, wait_ms: u32) -> wit_api::StreamStep {
-        step(api::stream_next(
-            &Imported,
-            from_position(position),
-            wait_ms,
-        ))
+        step(api::stream_next(&Imported, from_position(position), wait_ms))
     }
 }
 

@@ -17,8 +17,8 @@
 //! On wasm an abort and a panic are the same trap (the guest has no std and
 //! prints nothing); aborting says what is meant.
 
-use crate::prelude::*;
 use crate::json::{self, Node};
+use crate::prelude::*;
 
 /// Misbehaves as described above if `body` asks for it; otherwise returns.
 pub fn inject(body: &[u8]) {

@@ -60,10 +60,7 @@ pub fn first_duplicate(members: &[(String, Node)]) -> Option<&str> {
     // capped before this runs, and a body with many members must not cost
     // quadratic time.
     let mut seen = BTreeSet::new();
-    members
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .find(|name| !seen.insert(*name))
+    members.iter().map(|(name, _)| name.as_str()).find(|name| !seen.insert(*name))
 }
 
 /// Reads a body as one JSON object, refusing duplicate members.
@@ -75,23 +72,14 @@ pub fn object(body: &[u8]) -> Result<Vec<(String, Node)>, ApiError> {
         ))
     })?;
     if text.trim().is_empty() {
-        return Err(ApiError::invalid_request(
-            "request body is empty; expected a JSON object",
-        ));
+        return Err(ApiError::invalid_request("request body is empty; expected a JSON object"));
     }
-    let node = parse(text)
-        .map_err(|e| ApiError::invalid_request(format!("request body is not valid JSON: {e}")))?;
+    let node = parse(text).map_err(|e| ApiError::invalid_request(format!("request body is not valid JSON: {e}")))?;
     let Node::Object(members) = node else {
-        return Err(ApiError::invalid_request(format!(
-            "request body must be a JSON object, got {}",
-            node.kind()
-        )));
+        return Err(ApiError::invalid_request(format!("request body must be a JSON object, got {}", node.kind())));
     };
     if let Some(name) = first_duplicate(&members) {
-        return Err(ApiError::invalid_request(format!(
-            "duplicate field `{}`",
-            shown(name)
-        )));
+        return Err(ApiError::invalid_request(format!("duplicate field `{}`", shown(name))));
     }
     Ok(members)
 }
@@ -150,9 +138,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
         // serde_json never yields a non-finite float from text, so `None`
         // cannot happen; refuse rather than invent a value if it ever does.
-        Number::from_f64(v)
-            .map(Node::Number)
-            .ok_or_else(|| E::custom("number out of range"))
+        Number::from_f64(v).map(Node::Number).ok_or_else(|| E::custom("number out of range"))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::model::{
-    EnvVar, HostSummary, OutputLine, OutputMode, OutputStream, Pid, ProcessError, ProcessInfo,
-    ProcessStatus, Reply, StartRequest, StdinMode,
+    EnvVar, HostSummary, OutputLine, OutputMode, OutputStream, Pid, ProcessError, ProcessInfo, ProcessStatus, Reply,
+    StartRequest, StdinMode,
 };
 
 /// A failed request as the API reports it: status, code and message.
@@ -27,36 +27,22 @@ pub struct ApiError {
 impl ApiError {
     /// A body or reference that breaks a rule of the API (400).
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            code: "INVALID_REQUEST",
-            message: message.into(),
-        }
+        Self { status: 400, code: "INVALID_REQUEST", message: message.into() }
     }
 
     /// A signal number outside the range the API delivers (400).
     pub fn invalid_signal(message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            code: "INVALID_SIGNAL",
-            message: message.into(),
-        }
+        Self { status: 400, code: "INVALID_SIGNAL", message: message.into() }
     }
 
     /// The error body, `{"error":...,"code":...}`.
     pub fn body(&self) -> String {
-        to_json(&ErrorJson {
-            error: &self.message,
-            code: self.code,
-        })
+        to_json(&ErrorJson { error: &self.message, code: self.code })
     }
 
     /// The complete error reply.
     pub fn reply(&self) -> Reply {
-        Reply {
-            status: self.status,
-            body: self.body(),
-        }
+        Reply { status: self.status, body: self.body() }
     }
 }
 
@@ -65,35 +51,23 @@ impl From<ProcessError> for ApiError {
         let (status, code, message) = match error {
             ProcessError::InvalidRequest(m) => (400, "INVALID_REQUEST", m),
             ProcessError::NotFound(pid) => (404, "NOT_FOUND", format!("no process with pid {pid}")),
-            ProcessError::SpawnFailed(reason) => (
-                400,
-                "SPAWN_FAILED",
-                format!("failed to start the command: {reason}"),
-            ),
+            ProcessError::SpawnFailed(reason) => {
+                (400, "SPAWN_FAILED", format!("failed to start the command: {reason}"))
+            }
             ProcessError::StdinNotAvailable(pid) => (
                 400,
                 "STDIN_NOT_AVAILABLE",
                 format!("stdin of process {pid} is not available (not a pipe, or already closed)"),
             ),
-            ProcessError::NotRunning(pid) => {
-                (400, "NOT_RUNNING", format!("process {pid} is not running"))
+            ProcessError::NotRunning(pid) => (400, "NOT_RUNNING", format!("process {pid} is not running")),
+            ProcessError::InvalidSignal(n) => {
+                (400, "INVALID_SIGNAL", format!("signal {n} is not a signal the host delivers"))
             }
-            ProcessError::InvalidSignal(n) => (
-                400,
-                "INVALID_SIGNAL",
-                format!("signal {n} is not a signal the host delivers"),
-            ),
             ProcessError::Denied(m) => (403, "DENIED", format!("denied: {m}")),
-            ProcessError::LimitExceeded(m) => {
-                (429, "LIMIT_EXCEEDED", format!("limit exceeded: {m}"))
-            }
+            ProcessError::LimitExceeded(m) => (429, "LIMIT_EXCEEDED", format!("limit exceeded: {m}")),
             ProcessError::Internal(m) => (500, "INTERNAL", format!("internal error: {m}")),
         };
-        Self {
-            status,
-            code,
-            message,
-        }
+        Self { status, code, message }
     }
 }
 
@@ -160,9 +134,7 @@ pub fn process_list(infos: &[ProcessInfo]) -> String {
     struct ListJson<'a> {
         processes: Vec<InfoJson<'a>>,
     }
-    to_json(&ListJson {
-        processes: infos.iter().map(InfoJson::from).collect(),
-    })
+    to_json(&ListJson { processes: infos.iter().map(InfoJson::from).collect() })
 }
 
 /// `{"pid":N,"lines":[...],"line_count":N}`, plus `dropped_lines` only when
@@ -176,12 +148,7 @@ pub fn output_reply(pid: Pid, lines: &[String], dropped: u64) -> String {
         #[serde(skip_serializing_if = "Option::is_none")]
         dropped_lines: Option<u64>,
     }
-    to_json(&OutputJson {
-        pid,
-        lines,
-        line_count: lines.len(),
-        dropped_lines: (dropped > 0).then_some(dropped),
-    })
+    to_json(&OutputJson { pid, lines, line_count: lines.len(), dropped_lines: (dropped > 0).then_some(dropped) })
 }
 
 /// `{"line":...,"timestamp":...,"stream":...}`, the data of an output event.
@@ -192,11 +159,7 @@ pub fn output_line(line: &OutputLine) -> String {
         timestamp: u64,
         stream: &'static str,
     }
-    to_json(&LineJson {
-        line: &line.line,
-        timestamp: line.timestamp,
-        stream: stream_name(line.stream),
-    })
+    to_json(&LineJson { line: &line.line, timestamp: line.timestamp, stream: stream_name(line.stream) })
 }
 
 /// `{"pid":N,"started_at":MS}`, the first frame of a run.
@@ -206,10 +169,7 @@ pub fn run_started(info: &ProcessInfo) -> String {
         pid: Pid,
         started_at: u64,
     }
-    to_json(&StartedJson {
-        pid: info.pid,
-        started_at: info.started_at,
-    })
+    to_json(&StartedJson { pid: info.pid, started_at: info.started_at })
 }
 
 /// `{"exit_code":E,"signal":S,"reason":R}`, the last frame of a run.
@@ -220,11 +180,7 @@ pub fn run_exit(exit_code: Option<i32>, signal: Option<i32>, reason: &str) -> St
         signal: Option<i32>,
         reason: &'a str,
     }
-    to_json(&ExitJson {
-        exit_code,
-        signal,
-        reason,
-    })
+    to_json(&ExitJson { exit_code, signal, reason })
 }
 
 /// `{"healthy":true}`.

@@ -5,9 +5,9 @@
 //! every error names the field at fault (derive's type errors do not) and
 //! duplicate members are refused instead of silently resolved.
 
-use crate::prelude::*;
 use crate::json::{self, Node, object, shown};
 use crate::model::{EnvVar, OutputMode, Pid, StartRequest, StdinMode};
+use crate::prelude::*;
 use crate::render::ApiError;
 
 /// Longest `command` and `working_dir`, in bytes (Linux `PATH_MAX`).
@@ -24,15 +24,7 @@ pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 pub const SIGNAL_RANGE: core::ops::RangeInclusive<i64> = 1..=64;
 
 /// The fields of a start body.
-const START_FIELDS: &[&str] = &[
-    "command",
-    "args",
-    "env",
-    "working_dir",
-    "stdin_mode",
-    "stdout_mode",
-    "stderr_mode",
-];
+const START_FIELDS: &[&str] = &["command", "args", "env", "working_dir", "stdin_mode", "stdout_mode", "stderr_mode"];
 /// The fields of a run body.
 const RUN_FIELDS: &[&str] = &["command", "args", "env", "working_dir", "timeout"];
 /// Fields of managed processes the official client may send: refused by
@@ -97,10 +89,7 @@ pub fn parse_run(body: &[u8]) -> Result<RunRequest, ApiError> {
         stdout_mode: OutputMode::Capture,
         stderr_mode: OutputMode::Capture,
     };
-    Ok(RunRequest {
-        request,
-        timeout_ms: timeout(&members)?,
-    })
+    Ok(RunRequest { request, timeout_ms: timeout(&members)? })
 }
 
 /// Parses a signal body, exactly `{"signal": N}` with N from 1 to 64.
@@ -112,10 +101,7 @@ pub fn parse_signal(body: &[u8]) -> Result<i32, ApiError> {
     let members = object(body)?;
     for (name, _) in &members {
         if name != "signal" {
-            return Err(ApiError::invalid_request(format!(
-                "unknown field `{}`",
-                shown(name)
-            )));
+            return Err(ApiError::invalid_request(format!("unknown field `{}`", shown(name))));
         }
     }
     let number = match member(&members, "signal") {
@@ -146,32 +132,24 @@ pub fn parse_signal(body: &[u8]) -> Result<i32, ApiError> {
     if value.is_finite() && (value >= 9.2e18 || value <= -9.2e18) {
         return Err(out_of_range(format!("{value:e}")));
     }
-    Err(ApiError::invalid_request(format!(
-        "field `signal` must be an integer, got {number}"
-    )))
+    Err(ApiError::invalid_request(format!("field `signal` must be an integer, got {number}")))
 }
 
 /// Parses the `{ref}` of a path: a positive decimal `pid_t`, written
 /// canonically, so that one process has exactly one reference.
 pub fn parse_ref(process_ref: &str) -> Result<Pid, ApiError> {
     let bytes = process_ref.as_bytes();
-    let canonical =
-        matches!(bytes.first(), Some(b'1'..=b'9')) && bytes.iter().all(u8::is_ascii_digit);
+    let canonical = matches!(bytes.first(), Some(b'1'..=b'9')) && bytes.iter().all(u8::is_ascii_digit);
     match process_ref.parse::<i32>() {
         Ok(pid) if canonical => Ok(pid.unsigned_abs()),
-        _ => Err(ApiError::invalid_request(format!(
-            "process reference `{}` is not a process id",
-            shown(process_ref)
-        ))),
+        _ => Err(ApiError::invalid_request(format!("process reference `{}` is not a process id", shown(process_ref)))),
     }
 }
 
 /// The error for a field that is not part of the body's shape.
 fn refused_field(name: &str) -> ApiError {
     if MANAGED_FIELDS.contains(&name) {
-        ApiError::invalid_request(format!(
-            "field `{name}` is not supported yet (managed processes)"
-        ))
+        ApiError::invalid_request(format!("field `{name}` is not supported yet (managed processes)"))
     } else {
         ApiError::invalid_request(format!("unknown field `{}`", shown(name)))
     }
@@ -180,31 +158,20 @@ fn refused_field(name: &str) -> ApiError {
 /// The value of a member, with `null` read as absent: the official client
 /// leaves out defaults, and others may spell "default" as `null`.
 fn member<'a>(members: &'a [(String, Node)], name: &str) -> Option<&'a Node> {
-    members
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .filter(|v| **v != Node::Null)
+    members.iter().find(|(n, _)| n == name).map(|(_, v)| v).filter(|v| **v != Node::Null)
 }
 
 fn wrong_type(field: &str, expected: &str, got: &Node) -> ApiError {
-    ApiError::invalid_request(format!(
-        "field `{field}` must be {expected}, got {}",
-        got.kind()
-    ))
+    ApiError::invalid_request(format!("field `{field}` must be {expected}, got {}", got.kind()))
 }
 
 /// Checks text that reaches the OS: a NUL would truncate it there.
 fn check_text(field: &str, text: &str, max: usize, allow_empty: bool) -> Result<(), ApiError> {
     if !allow_empty && text.is_empty() {
-        return Err(ApiError::invalid_request(format!(
-            "field `{field}` must not be empty"
-        )));
+        return Err(ApiError::invalid_request(format!("field `{field}` must not be empty")));
     }
     if text.contains('\0') {
-        return Err(ApiError::invalid_request(format!(
-            "field `{field}` must not contain a NUL byte"
-        )));
+        return Err(ApiError::invalid_request(format!("field `{field}` must not contain a NUL byte")));
     }
     if text.len() > max {
         return Err(ApiError::invalid_request(format!(
@@ -268,18 +235,13 @@ fn env(members: &[(String, Node)]) -> Result<Vec<EnvVar>, ApiError> {
         )));
     }
     if let Some(name) = json::first_duplicate(vars) {
-        return Err(ApiError::invalid_request(format!(
-            "duplicate field `env.{}`",
-            shown(name)
-        )));
+        return Err(ApiError::invalid_request(format!("duplicate field `env.{}`", shown(name))));
     }
     vars.iter()
         .map(|(name, value)| {
             let field = format!("env.{}", shown(name));
             if name.is_empty() {
-                return Err(ApiError::invalid_request(
-                    "field `env.` has an empty variable name",
-                ));
+                return Err(ApiError::invalid_request("field `env.` has an empty variable name"));
             }
             if name.contains('=') {
                 return Err(ApiError::invalid_request(format!(
@@ -294,10 +256,7 @@ fn env(members: &[(String, Node)]) -> Result<Vec<EnvVar>, ApiError> {
             match value {
                 Node::String(v) => {
                     check_text(&field, v, usize::MAX, true)?;
-                    Ok(EnvVar {
-                        name: name.clone(),
-                        value: v.clone(),
-                    })
+                    Ok(EnvVar { name: name.clone(), value: v.clone() })
                 }
                 other => Err(wrong_type(&field, "a string", other)),
             }
@@ -317,41 +276,17 @@ fn working_dir(members: &[(String, Node)]) -> Result<Option<String>, ApiError> {
 }
 
 fn output_mode(members: &[(String, Node)], field: &str) -> Result<OutputMode, ApiError> {
-    choice(
-        members,
-        field,
-        &[
-            ("capture", OutputMode::Capture),
-            ("discard", OutputMode::Discard),
-        ],
-        OutputMode::Capture,
-    )
+    choice(members, field, &[("capture", OutputMode::Capture), ("discard", OutputMode::Discard)], OutputMode::Capture)
 }
 
 /// Reads an enum field spelled as one of `options`.
-fn choice<T: Copy>(
-    members: &[(String, Node)],
-    field: &str,
-    options: &[(&str, T)],
-    default: T,
-) -> Result<T, ApiError> {
-    let spelled = options
-        .iter()
-        .map(|(name, _)| format!("\"{name}\""))
-        .collect::<Vec<_>>()
-        .join(" or ");
+fn choice<T: Copy>(members: &[(String, Node)], field: &str, options: &[(&str, T)], default: T) -> Result<T, ApiError> {
+    let spelled = options.iter().map(|(name, _)| format!("\"{name}\"")).collect::<Vec<_>>().join(" or ");
     match member(members, field) {
         None => Ok(default),
-        Some(Node::String(s)) => options
-            .iter()
-            .find(|(name, _)| name == s)
-            .map(|(_, value)| *value)
-            .ok_or_else(|| {
-                ApiError::invalid_request(format!(
-                    "field `{field}` must be {spelled}, got \"{}\"",
-                    shown(s)
-                ))
-            }),
+        Some(Node::String(s)) => options.iter().find(|(name, _)| name == s).map(|(_, value)| *value).ok_or_else(|| {
+            ApiError::invalid_request(format!("field `{field}` must be {spelled}, got \"{}\"", shown(s)))
+        }),
         Some(other) => Err(wrong_type(field, &spelled, other)),
     }
 }

@@ -5,8 +5,8 @@
 //! Follow streams use named events; run streams use bare `data:` frames,
 //! because that is what the official client parses for each.
 
-use crate::prelude::*;
 use crate::model::{OutputLine, ProcessInfo};
+use crate::prelude::*;
 use crate::render::{self, ApiError};
 
 /// `event: output` with the line, its timestamp and its stream.

@@ -50,7 +50,8 @@ pub fn load(engine: &Engine, name: &str, wasm: &[u8], cache_dir: Option<&Path>) 
             Err(e) => tracing::warn!(path = %path.display(), "recompiling: cached component unusable: {e}"),
         }
     }
-    let component = Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("compiling {name}"))?;
+    let component =
+        Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("compiling {name}"))?;
     if let Err(e) = store(dir, &path, &component) {
         tracing::warn!(dir = %dir.display(), "not caching the compiled component: {e:#}");
     }
@@ -93,8 +94,5 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
 }

@@ -24,6 +24,6 @@ pub use bindings::sandbox::process::types;
 pub use capability::{Limits, Policy, ProcessTable};
 pub use http::HttpConfig;
 pub use linker::{ProcessCapability, add_to_linker};
-pub use runtime::{GUEST_WASM, GuestLimits, GuestRuntime, Reply, StreamPosition, StreamStep};
 #[doc(hidden)]
 pub use runtime::GuestSession;
+pub use runtime::{GUEST_WASM, GuestLimits, GuestRuntime, Reply, StreamPosition, StreamStep};

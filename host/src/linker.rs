@@ -109,9 +109,7 @@ impl process::Host for &ProcessTable {
 
 /// The wall clock in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Time a guest call has spent waiting in the capability (spawning,
@@ -139,7 +137,10 @@ pub(crate) struct Timed<'a> {
 
 /// Like [`add_to_linker`], charging the time of every capability call to
 /// the [`HostClock`] that `get` finds next to the table.
-pub(crate) fn add_timed_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> Timed<'_>) -> anyhow::Result<()> {
+pub(crate) fn add_timed_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> Timed<'_>,
+) -> anyhow::Result<()> {
     types::add_to_linker::<T, TimedCapability>(linker, get).map_err(anyhow::Error::from)?;
     process::add_to_linker::<T, TimedCapability>(linker, get).map_err(anyhow::Error::from)?;
     Ok(())

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use wasmtime::component::Linker;
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
-    UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, UpdateDeadline,
 };
 
 use crate::bindings::exports::sandbox::process::api;
@@ -108,10 +108,14 @@ impl GuestRuntime {
     /// Like [`GuestRuntime::new`] with another build of the guest (tests use
     /// this to load faulty guests).
     pub fn with_component(processes: ProcessTable, limits: GuestLimits, wasm: &[u8]) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&limits)).map_err(anyhow::Error::from).context("configuring wasmtime")?;
+        let engine =
+            Engine::new(&engine_config(&limits)).map_err(anyhow::Error::from).context("configuring wasmtime")?;
         let component = component_cache::load(&engine, "sandbox-process-guest", wasm, limits.cache_dir.as_deref())?;
         let mut linker = Linker::new(&engine);
-        crate::linker::add_timed_to_linker(&mut linker, |s: &mut CallState| Timed { table: &s.processes, clock: &mut s.clock })?;
+        crate::linker::add_timed_to_linker(&mut linker, |s: &mut CallState| Timed {
+            table: &s.processes,
+            clock: &mut s.clock,
+        })?;
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the guest")?;
         let pre = GuestPre::new(pre).map_err(anyhow::Error::from).context("the guest does not export the API")?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -161,7 +165,12 @@ impl GuestRuntime {
         });
         let budget_ticks = ticks(self.limits.call_budget);
         store.set_epoch_deadline(budget_ticks);
-        let guest = self.pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating the guest")?;
+        let guest = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("instantiating the guest")?;
         Ok(GuestSession { store, guest, budget_ticks, _slot: slot })
     }
 }

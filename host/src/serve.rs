@@ -51,10 +51,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let (policy, limits) = args.host.policy_and_limits()?;
     let processes = ProcessTable::new(policy, limits);
     let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
-    let config = HttpConfig { token: token.clone(), max_json_body: args.max_body_bytes, max_stdin_body: args.max_stdin_bytes };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let config =
+        HttpConfig { token: token.clone(), max_json_body: args.max_body_bytes, max_stdin_body: args.max_stdin_bytes };
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     if token.is_none() {
         tracing::warn!("no token: every local user and program that can reach {local} can run commands");

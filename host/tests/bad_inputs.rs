@@ -46,7 +46,8 @@ impl Response {
     }
 
     fn json(&self) -> Result<Value, String> {
-        serde_json::from_slice(&self.body).map_err(|e| format!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| format!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -56,7 +57,13 @@ impl Response {
 /// that answers before reading the body (413 from a declared length) must
 /// not deadlock the test, and its answer is read even if it then stops
 /// reading.
-fn send(addr: &str, method: &str, path: &str, headers: &[(String, String)], payload: &Payload) -> Result<Response, String> {
+fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    payload: &Payload,
+) -> Result<Response, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream.set_read_timeout(Some(BOUND)).unwrap();
     stream.set_write_timeout(Some(BOUND)).unwrap();
@@ -110,11 +117,10 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| "response head is not UTF-8")?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or("");
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let status =
+        status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
     let rest = &raw[end + 4..];
     let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let body = if let Some(length) = find("content-length") {
@@ -132,7 +138,10 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or("chunk size line cut short")?;
-        let size = std::str::from_utf8(&data[..line_end]).ok().and_then(|s| usize::from_str_radix(s.trim(), 16).ok()).ok_or("bad chunk size")?;
+        let size = std::str::from_utf8(&data[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .ok_or("bad chunk size")?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Ok(body);
@@ -156,8 +165,20 @@ struct Case {
     expect_error_contains: Option<String>,
 }
 
-const CASE_KEYS: &[&str] =
-    &["name", "method", "path", "headers", "auth", "body", "raw", "raw_hex", "generate", "content_length", "chunked", "expect"];
+const CASE_KEYS: &[&str] = &[
+    "name",
+    "method",
+    "path",
+    "headers",
+    "auth",
+    "body",
+    "raw",
+    "raw_hex",
+    "generate",
+    "content_length",
+    "chunked",
+    "expect",
+];
 const EXPECT_KEYS: &[&str] = &["status", "code", "error_contains"];
 const GENERATE_KEYS: &[&str] = &["template", "repeat", "count", "separator"];
 
@@ -213,7 +234,10 @@ fn generate(spec: &Value, vars: &[(String, String)], what: &str) -> Vec<u8> {
 
 fn hex(text: &str, what: &str) -> Vec<u8> {
     assert!(text.len() % 2 == 0, "{what}: odd-length raw_hex");
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or_else(|_| panic!("{what}: bad hex"))).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or_else(|_| panic!("{what}: bad hex")))
+        .collect()
 }
 
 fn load_cases(vars: &[(String, String)]) -> Vec<Case> {
@@ -228,7 +252,8 @@ fn load_cases(vars: &[(String, String)]) -> Vec<Case> {
     let mut names = BTreeSet::new();
     for path in files {
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{file}: {e}"));
         only_keys(doc.as_object().unwrap(), &["description", "cases"], &file);
         for case in doc["cases"].as_array().unwrap_or_else(|| panic!("{file}: no cases")) {
             let object = case.as_object().unwrap_or_else(|| panic!("{file}: a case is not an object"));
@@ -238,14 +263,21 @@ fn load_cases(vars: &[(String, String)]) -> Vec<Case> {
             assert!(names.insert(name.clone()), "{what}: duplicate case name");
             let mut headers: Vec<(String, String)> = case
                 .get("headers")
-                .map(|h| h.as_object().unwrap_or_else(|| panic!("{what}: headers")).iter().map(|(n, v)| (n.clone(), substitute(v.as_str().unwrap(), vars))).collect())
+                .map(|h| {
+                    h.as_object()
+                        .unwrap_or_else(|| panic!("{what}: headers"))
+                        .iter()
+                        .map(|(n, v)| (n.clone(), substitute(v.as_str().unwrap(), vars)))
+                        .collect()
+                })
                 .unwrap_or_default();
             match case.get("auth").map(|a| a.as_str().unwrap_or_else(|| panic!("{what}: auth is a string"))) {
                 None | Some("token") => headers.push(("Authorization".into(), format!("Bearer {TOKEN}"))),
                 Some("none") => {}
                 Some(value) => headers.push(("Authorization".into(), value.to_owned())),
             }
-            let bodies: Vec<&str> = ["body", "raw", "raw_hex", "generate"].into_iter().filter(|k| object.contains_key(*k)).collect();
+            let bodies: Vec<&str> =
+                ["body", "raw", "raw_hex", "generate"].into_iter().filter(|k| object.contains_key(*k)).collect();
             assert!(bodies.len() <= 1, "{what}: more than one body: {bodies:?}");
             let body = match bodies.first().copied() {
                 None => None,
@@ -255,7 +287,9 @@ fn load_cases(vars: &[(String, String)]) -> Vec<Case> {
                 Some(_) => Some(generate(&case["generate"], vars, &what)),
             };
             let payload = match (case.get("content_length"), case.get("chunked"), body) {
-                (Some(length), None, None) => Payload::Declared(length.as_u64().unwrap_or_else(|| panic!("{what}: content_length"))),
+                (Some(length), None, None) => {
+                    Payload::Declared(length.as_u64().unwrap_or_else(|| panic!("{what}: content_length")))
+                }
                 (Some(_), _, _) => panic!("{what}: content_length goes without a body or chunked"),
                 (None, Some(Value::Bool(true)), Some(body)) => Payload::Chunked(body),
                 (None, Some(_), _) => panic!("{what}: chunked must be true, with a body"),
@@ -264,7 +298,8 @@ fn load_cases(vars: &[(String, String)]) -> Vec<Case> {
             };
             let expect = case["expect"].as_object().unwrap_or_else(|| panic!("{what}: no expect"));
             only_keys(expect, EXPECT_KEYS, &what);
-            let text = |key: &str| expect.get(key).map(|v| v.as_str().unwrap_or_else(|| panic!("{what}: {key}")).to_owned());
+            let text =
+                |key: &str| expect.get(key).map(|v| v.as_str().unwrap_or_else(|| panic!("{what}: {key}")).to_owned());
             cases.push(Case {
                 file: file.clone(),
                 method: case["method"].as_str().unwrap_or_else(|| panic!("{what}: method")).to_owned(),
@@ -341,7 +376,8 @@ impl Scratch {
     }
 
     fn entries(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
@@ -464,7 +500,8 @@ fn every_bad_input_is_refused_and_leaves_no_trace() {
     // The server still answers, and nothing of the refused requests remains.
     assert_eq!(client.ok_json("GET", "/api/v1/health", None, 200), json!({"healthy": true}));
     let listed = client.ok_json("GET", "/api/v1/processes", None, 200);
-    let pids: BTreeSet<u64> = listed["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap()).collect();
+    let pids: BTreeSet<u64> =
+        listed["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap()).collect();
     assert_eq!(pids, fixtures, "only the fixtures were ever started");
     assert_eq!(client.info(sleeping)["status"], "running", "no refused signal or kill reached it");
     assert_eq!(client.info(pipe_closed)["status"], "running");

@@ -43,10 +43,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 impl Known {
     fn new(pid: u32) -> Known {
         let fields = stat_fields(pid).unwrap_or_else(|| panic!("{pid} is not running"));
-        Known {
-            pid,
-            start: fields[19].parse().unwrap(),
-        }
+        Known { pid, start: fields[19].parse().unwrap() }
     }
 
     /// Running (not a zombie, not gone, not another process on its pid).
@@ -71,15 +68,9 @@ impl Known {
 
 /// Waits for the first stdout line of `pid` and reads it as a pid.
 async fn first_line_pid(t: &ProcessTable, pid: u32) -> Known {
-    let chunk = t
-        .read_output(pid, OutputSelector::Stdout, 0, 1, BOUND)
-        .await
-        .unwrap();
+    let chunk = t.read_output(pid, OutputSelector::Stdout, 0, 1, BOUND).await.unwrap();
     let line = &chunk.lines.first().expect("a line within the bound").line;
-    Known::new(
-        line.parse()
-            .unwrap_or_else(|_| panic!("not a pid: {line:?}")),
-    )
+    Known::new(line.parse().unwrap_or_else(|_| panic!("not a pid: {line:?}")))
 }
 
 /// The cgroups below `dir` (the children's, one per process).
@@ -96,13 +87,7 @@ fn subdirs(dir: &Path) -> Vec<String> {
 }
 
 fn table_with(containment: Containment) -> ProcessTable {
-    ProcessTable::new(
-        Policy {
-            containment,
-            ..policy()
-        },
-        Limits::default(),
-    )
+    ProcessTable::new(Policy { containment, ..policy() }, Limits::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,29 +111,16 @@ async fn kill_ends_a_descendant_that_left_the_process_group() {
     t.kill(p.pid).unwrap();
     match mode {
         Containment::Cgroup => {
-            assert!(
-                eventually(|| !detached.alive()).await,
-                "the detached descendant survived the kill"
-            );
+            assert!(eventually(|| !detached.alive()).await, "the detached descendant survived the kill");
             // It held stdout: with it gone, the output completes.
             let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
             assert_eq!(texts(&lines), [detached.pid.to_string()]);
             let dir = t.cgroup_dir().unwrap();
-            assert!(
-                eventually(|| subdirs(dir).is_empty()).await,
-                "its emptied cgroup is removed: {:?}",
-                subdirs(dir)
-            );
+            assert!(eventually(|| subdirs(dir).is_empty()).await, "its emptied cgroup is removed: {:?}", subdirs(dir));
         }
         _ => {
-            assert!(
-                eventually(|| live_members(p.pid).is_empty()).await,
-                "the group is empty"
-            );
-            assert!(
-                detached.alive(),
-                "with process groups alone, a detached descendant survives (documented)"
-            );
+            assert!(eventually(|| live_members(p.pid).is_empty()).await, "the group is empty");
+            assert!(detached.alive(), "with process groups alone, a detached descendant survives (documented)");
             detached.kill();
         }
     }
@@ -164,10 +136,7 @@ async fn kill_of_an_exited_process_ends_the_daemon_it_left() {
     let (lines, chunk) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     assert!(chunk.complete);
     let info = ended(&t, p.pid).await;
-    assert_eq!(
-        (info.status, info.exit_code),
-        (ProcessStatus::Exited, Some(0))
-    );
+    assert_eq!((info.status, info.exit_code), (ProcessStatus::Exited, Some(0)));
     let daemon = Known::new(texts(&lines)[0].parse().unwrap());
     assert!(daemon.alive());
     assert_eq!(daemon.group_and_session(), (daemon.pid, daemon.pid));
@@ -179,22 +148,12 @@ async fn kill_of_an_exited_process_ends_the_daemon_it_left() {
     t.kill(p.pid).unwrap();
     match mode {
         Containment::Cgroup => {
-            assert!(
-                eventually(|| !daemon.alive()).await,
-                "the daemon survived the kill"
-            );
+            assert!(eventually(|| !daemon.alive()).await, "the daemon survived the kill");
             let dir = t.cgroup_dir().unwrap();
-            assert!(
-                eventually(|| subdirs(dir).is_empty()).await,
-                "its emptied cgroup is removed: {:?}",
-                subdirs(dir)
-            );
+            assert!(eventually(|| subdirs(dir).is_empty()).await, "its emptied cgroup is removed: {:?}", subdirs(dir));
         }
         _ => {
-            assert!(
-                daemon.alive(),
-                "with process groups alone, a daemon survives (documented)"
-            );
+            assert!(daemon.alive(), "with process groups alone, a daemon survives (documented)");
             daemon.kill();
         }
     }
@@ -205,12 +164,7 @@ async fn shutdown_ends_everything_and_leaves_no_cgroup() {
     let t = table();
     let mode = announce(&t);
     let dir = t.cgroup_dir().map(Path::to_owned);
-    let detaching = t
-        .start(request(
-            "sh",
-            &["-c", &format!("{DETACHED} & exec sleep 300")],
-        ))
-        .unwrap();
+    let detaching = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).unwrap();
     let detached = first_line_pid(&t, detaching.pid).await;
     let daemonizing = t.start(request("sh", &["-c", DAEMON])).unwrap();
     let daemon = first_line_pid(&t, daemonizing.pid).await;
@@ -246,12 +200,7 @@ async fn dropping_the_table_ends_everything_and_leaves_no_cgroup() {
     let t = table();
     let mode = announce(&t);
     let dir = t.cgroup_dir().map(Path::to_owned);
-    let p = t
-        .start(request(
-            "sh",
-            &["-c", &format!("{DETACHED} & exec sleep 300")],
-        ))
-        .unwrap();
+    let p = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).unwrap();
     let detached = first_line_pid(&t, p.pid).await;
     let leader = Known::new(p.pid);
     drop(t);
@@ -286,11 +235,7 @@ async fn each_child_runs_in_a_cgroup_of_its_own() {
     let b = t.start(request("sleep", &["300"])).unwrap();
     let cgroup_of = |pid: u32| {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        let path = text
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .unwrap()
-            .to_owned();
+        let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned();
         // Relative to the hierarchy: it ends with the table's name and one more.
         let name = dir.file_name().unwrap().to_str().unwrap();
         let (_, child) = path
@@ -311,10 +256,7 @@ async fn each_child_runs_in_a_cgroup_of_its_own() {
     t.kill(b.pid).unwrap();
     ended(&t, a.pid).await;
     ended(&t, b.pid).await;
-    assert!(
-        eventually(|| subdirs(&dir).is_empty()).await,
-        "removed once reaped"
-    );
+    assert!(eventually(|| subdirs(&dir).is_empty()).await, "removed once reaped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,22 +264,14 @@ async fn process_groups_alone_miss_a_detached_descendant() {
     let t = table_with(Containment::ProcessGroup);
     assert_eq!(announce(&t), Containment::ProcessGroup);
     assert!(t.cgroup_dir().is_none());
-    let p = t
-        .start(request(
-            "sh",
-            &["-c", &format!("{DETACHED} & exec sleep 300")],
-        ))
-        .unwrap();
+    let p = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).unwrap();
     let detached = first_line_pid(&t, p.pid).await;
     t.kill(p.pid).unwrap();
     assert_eq!(ended(&t, p.pid).await.signal, Some(libc::SIGKILL));
     assert!(eventually(|| live_members(p.pid).is_empty()).await);
     assert!(detached.alive(), "the documented limit of process groups");
     // It holds stdout, so the output is not complete while it runs.
-    let chunk = t
-        .read_output(p.pid, OutputSelector::Stdout, 0, 10, Duration::ZERO)
-        .await
-        .unwrap();
+    let chunk = t.read_output(p.pid, OutputSelector::Stdout, 0, 10, Duration::ZERO).await.unwrap();
     assert!(!chunk.complete);
     detached.kill();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;

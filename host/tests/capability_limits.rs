@@ -13,69 +13,42 @@ use sandbox_process::types::{OutputSelector, ProcessError};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_stays_under_the_cap_and_keeps_the_newest_lines() {
     let cap = 64 << 10;
-    let t = ProcessTable::new(
-        policy(),
-        Limits {
-            capture_bytes: cap,
-            ..Limits::default()
-        },
-    );
+    let t = ProcessTable::new(policy(), Limits { capture_bytes: cap, ..Limits::default() });
     let p = t.start(request("yes", &[])).unwrap();
     // Read until the cap has overflowed (a full cap holds ~1000 lines of `y`).
     let deadline = tokio::time::Instant::now() + BOUND;
     let mut cursor = 0;
     loop {
-        let chunk = t
-            .read_output(p.pid, OutputSelector::Stdout, cursor, 100, BOUND)
-            .await
-            .unwrap();
+        let chunk = t.read_output(p.pid, OutputSelector::Stdout, cursor, 100, BOUND).await.unwrap();
         cursor = chunk.next_cursor;
         if chunk.dropped > 0 {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing dropped within {BOUND:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "nothing dropped within {BOUND:?}");
     }
     t.kill(p.pid).unwrap();
     ended(&t, p.pid).await;
     // Once the output is complete nothing changes any more: one read from
     // the start then sees everything that is retained.
     read_all(&t, p.pid, OutputSelector::Stdout).await;
-    let last = t
-        .read_output(p.pid, OutputSelector::Stdout, 0, u32::MAX, Duration::ZERO)
-        .await
-        .unwrap();
+    let last = t.read_output(p.pid, OutputSelector::Stdout, 0, u32::MAX, Duration::ZERO).await.unwrap();
     assert!(last.complete);
     let lines = &last.lines;
     assert!(last.dropped > 0);
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|l| l.line == "y"));
-    let retained: usize = lines
-        .iter()
-        .map(|l| l.line.len() + LINE_OVERHEAD_BYTES)
-        .sum();
+    let retained: usize = lines.iter().map(|l| l.line.len() + LINE_OVERHEAD_BYTES).sum();
     assert!(retained <= cap, "{retained} bytes retained, cap {cap}");
     // Every line is numbered: the retained ones are exactly the newest.
     assert_eq!(last.next_cursor, last.dropped + lines.len() as u64);
     // The old cursor, long overtaken, resumes at the oldest retained line.
-    let resumed = t
-        .read_output(p.pid, OutputSelector::Stdout, 0, 1, Duration::ZERO)
-        .await
-        .unwrap();
+    let resumed = t.read_output(p.pid, OutputSelector::Stdout, 0, 1, Duration::ZERO).await.unwrap();
     assert_eq!(resumed.next_cursor, last.dropped + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_process_limit_is_enforced_and_freed_by_exit() {
-    let t = ProcessTable::new(
-        policy(),
-        Limits {
-            max_processes: 2,
-            ..Limits::default()
-        },
-    );
+    let t = ProcessTable::new(policy(), Limits { max_processes: 2, ..Limits::default() });
     let a = t.start(request("sleep", &["100"])).unwrap();
     let b = t.start(request("sleep", &["100"])).unwrap();
     match t.start(request("true", &[])) {
@@ -95,13 +68,7 @@ async fn the_live_process_limit_is_enforced_and_freed_by_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_processes_are_retained_up_to_the_limit_oldest_forgotten_first() {
-    let t = ProcessTable::new(
-        policy(),
-        Limits {
-            max_retained_exited: 2,
-            ..Limits::default()
-        },
-    );
+    let t = ProcessTable::new(policy(), Limits { max_retained_exited: 2, ..Limits::default() });
     let running = t.start(request("sleep", &["100"])).unwrap();
     let mut ended_pids = Vec::new();
     for _ in 0..3 {
@@ -109,16 +76,9 @@ async fn ended_processes_are_retained_up_to_the_limit_oldest_forgotten_first() {
         ended(&t, p.pid).await;
         ended_pids.push(p.pid);
     }
-    assert!(matches!(
-        t.get(ended_pids[0]),
-        Err(ProcessError::NotFound(_))
-    ));
+    assert!(matches!(t.get(ended_pids[0]), Err(ProcessError::NotFound(_))));
     let listed: Vec<u32> = t.list().iter().map(|p| p.pid).collect();
-    assert_eq!(
-        listed,
-        [running.pid, ended_pids[1], ended_pids[2]],
-        "running ones are never evicted"
-    );
+    assert_eq!(listed, [running.pid, ended_pids[1], ended_pids[2]], "running ones are never evicted");
     t.kill(running.pid).unwrap();
     ended(&t, running.pid).await;
     assert_eq!(t.list().len(), 2);
@@ -127,53 +87,33 @@ async fn ended_processes_are_retained_up_to_the_limit_oldest_forgotten_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_kills_every_group_and_refuses_new_starts() {
     let t = table();
-    let a = t
-        .start(request("sh", &["-c", "sleep 100 & sleep 100"]))
-        .unwrap();
+    let a = t.start(request("sh", &["-c", "sleep 100 & sleep 100"])).unwrap();
     let b = t.start(piped("cat", &[])).unwrap();
     assert!(eventually(|| live_members(a.pid).len() >= 2).await);
     t.shutdown().await;
     assert_eq!(t.live_count(), 0, "shutdown waits for the reaping");
     for pid in [a.pid, b.pid] {
         assert_eq!(t.get(pid).unwrap().signal, Some(libc::SIGKILL));
-        assert!(
-            eventually(|| live_members(pid).is_empty()).await,
-            "left alive: {:?}",
-            live_members(pid)
-        );
+        assert!(eventually(|| live_members(pid).is_empty()).await, "left alive: {:?}", live_members(pid));
     }
-    assert!(matches!(
-        t.start(request("true", &[])),
-        Err(ProcessError::Internal(_))
-    ));
+    assert!(matches!(t.start(request("true", &[])), Err(ProcessError::Internal(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_last_table_kills_every_group() {
     let t = table();
-    let a = t
-        .start(request("sh", &["-c", "sleep 100 & sleep 100"]))
-        .unwrap();
+    let a = t.start(request("sh", &["-c", "sleep 100 & sleep 100"])).unwrap();
     let clone = t.clone();
     assert!(eventually(|| live_members(a.pid).len() >= 2).await);
     drop(t);
     // A clone keeps the table, and its processes, alive.
-    assert_eq!(
-        clone.get(a.pid).unwrap().status,
-        sandbox_process::types::ProcessStatus::Running
-    );
+    assert_eq!(clone.get(a.pid).unwrap().status, sandbox_process::types::ProcessStatus::Running);
     drop(clone);
-    assert!(
-        eventually(|| live_members(a.pid).is_empty()).await,
-        "left alive: {:?}",
-        live_members(a.pid)
-    );
+    assert!(eventually(|| live_members(a.pid).is_empty()).await, "left alive: {:?}", live_members(a.pid));
 }
 
 #[test]
 fn start_outside_a_runtime_is_an_internal_error() {
     let t = table();
-    assert!(
-        matches!(t.start(request("true", &[])), Err(ProcessError::Internal(m)) if m.contains("tokio runtime"))
-    );
+    assert!(matches!(t.start(request("true", &[])), Err(ProcessError::Internal(m)) if m.contains("tokio runtime")));
 }

@@ -20,19 +20,13 @@ struct Tree {
 
 impl Tree {
     fn new(name: &str) -> Self {
-        let base = std::env::temp_dir().join(format!(
-            "capability-policy-it-{name}-{}",
-            std::process::id()
-        ));
+        let base = std::env::temp_dir().join(format!("capability-policy-it-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(base.join("root/sub")).unwrap();
         fs::create_dir_all(base.join("outside")).unwrap();
         symlink(base.join("outside"), base.join("root/escape")).unwrap();
         let base = base.canonicalize().unwrap();
-        Tree {
-            root: base.join("root"),
-            base,
-        }
+        Tree { root: base.join("root"), base }
     }
 }
 
@@ -54,18 +48,14 @@ async fn a_missing_command_fails_to_spawn_with_a_clear_message() {
     let t = table();
     match start_err(&t, request("no-such-command-xyz", &[])) {
         ProcessError::SpawnFailed(msg) => {
-            assert_eq!(
-                msg,
-                "command `no-such-command-xyz` not found on PATH (/usr/local/bin:/usr/bin:/bin)"
-            )
+            assert_eq!(msg, "command `no-such-command-xyz` not found on PATH (/usr/local/bin:/usr/bin:/bin)")
         }
         other => panic!("{other:?}"),
     }
     match start_err(&t, request("/no/such/bin", &[])) {
-        ProcessError::SpawnFailed(msg) => assert_eq!(
-            msg,
-            "command `/no/such/bin`: No such file or directory (os error 2)"
-        ),
+        ProcessError::SpawnFailed(msg) => {
+            assert_eq!(msg, "command `/no/such/bin`: No such file or directory (os error 2)")
+        }
         other => panic!("{other:?}"),
     }
     assert!(t.list().is_empty());
@@ -75,15 +65,11 @@ async fn a_missing_command_fails_to_spawn_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_working_dir_fails_to_spawn_with_a_clear_message() {
     let t = table();
-    let req = StartRequest {
-        working_dir: Some("/nope".into()),
-        ..request("true", &[])
-    };
+    let req = StartRequest { working_dir: Some("/nope".into()), ..request("true", &[]) };
     match start_err(&t, req) {
-        ProcessError::SpawnFailed(msg) => assert_eq!(
-            msg,
-            "working_dir `/nope`: No such file or directory (os error 2)"
-        ),
+        ProcessError::SpawnFailed(msg) => {
+            assert_eq!(msg, "working_dir `/nope`: No such file or directory (os error 2)")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -92,10 +78,7 @@ async fn a_missing_working_dir_fails_to_spawn_with_a_clear_message() {
 async fn the_path_searched_is_the_childs() {
     let t = table();
     let mut req = request("sh", &["-c", "echo ok"]);
-    req.env = vec![EnvVar {
-        name: "PATH".into(),
-        value: "/nonexistent".into(),
-    }];
+    req.env = vec![EnvVar { name: "PATH".into(), value: "/nonexistent".into() }];
     assert!(
         matches!(start_err(&t, req), ProcessError::SpawnFailed(m) if m.contains("not found on PATH (/nonexistent)"))
     );
@@ -104,17 +87,9 @@ async fn the_path_searched_is_the_childs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relative_working_dirs_start_from_the_default() {
     let tree = Tree::new("relative");
-    let t = ProcessTable::new(
-        Policy {
-            default_working_dir: tree.root.clone(),
-            ..Policy::default()
-        },
-        Limits::default(),
-    );
-    let req = StartRequest {
-        working_dir: Some("sub".into()),
-        ..request("pwd", &[])
-    };
+    let t =
+        ProcessTable::new(Policy { default_working_dir: tree.root.clone(), ..Policy::default() }, Limits::default());
+    let req = StartRequest { working_dir: Some("sub".into()), ..request("pwd", &[]) };
     let p = t.start(req).unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     assert_eq!(texts(&lines), [tree.root.join("sub").to_str().unwrap()]);
@@ -130,17 +105,8 @@ async fn working_dirs_outside_the_root_are_denied() {
     };
     let t = ProcessTable::new(policy, Limits::default());
     let outside = tree.base.join("outside");
-    for dir in [
-        "..",
-        "sub/../..",
-        "escape",
-        "/tmp",
-        outside.to_str().unwrap(),
-    ] {
-        let req = StartRequest {
-            working_dir: Some(dir.into()),
-            ..request("true", &[])
-        };
+    for dir in ["..", "sub/../..", "escape", "/tmp", outside.to_str().unwrap()] {
+        let req = StartRequest { working_dir: Some(dir.into()), ..request("true", &[]) };
         match start_err(&t, req) {
             ProcessError::Denied(msg) => {
                 assert!(msg.starts_with(&format!("working_dir `{dir}`")), "{msg}")
@@ -148,10 +114,7 @@ async fn working_dirs_outside_the_root_are_denied() {
             other => panic!("{dir}: {other:?}"),
         }
     }
-    let inside = StartRequest {
-        working_dir: Some("sub/../sub".into()),
-        ..request("true", &[])
-    };
+    let inside = StartRequest { working_dir: Some("sub/../sub".into()), ..request("true", &[]) };
     let p = t.start(inside).unwrap();
     assert_eq!(ended(&t, p.pid).await.exit_code, Some(0));
 }
@@ -159,17 +122,12 @@ async fn working_dirs_outside_the_root_are_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allowed_commands_run() {
     let sh = PathBuf::from("/bin/sh").canonicalize().unwrap();
-    let policy = Policy {
-        allowed_commands: Some(vec![PathBuf::from("/bin/sh")]),
-        ..policy()
-    };
+    let policy = Policy { allowed_commands: Some(vec![PathBuf::from("/bin/sh")]), ..policy() };
     let t = ProcessTable::new(policy, Limits::default());
     // Allowed by any name that resolves to the same file.
     let p = t.start(request("sh", &["-c", "exit 3"])).unwrap();
     assert_eq!(ended(&t, p.pid).await.exit_code, Some(3));
-    let p = t
-        .start(request(sh.to_str().unwrap(), &["-c", "true"]))
-        .unwrap();
+    let p = t.start(request(sh.to_str().unwrap(), &["-c", "true"])).unwrap();
     ended(&t, p.pid).await;
     match start_err(&t, request("echo", &["hi"])) {
         ProcessError::Denied(msg) => assert!(msg.starts_with("command `echo`"), "{msg}"),
@@ -178,25 +136,16 @@ async fn only_allowed_commands_run() {
     // A symlink to a forbidden program is the forbidden program.
     let tree = Tree::new("allow");
     symlink("/bin/echo", tree.base.join("sh")).unwrap();
-    let req = StartRequest {
-        working_dir: Some(tree.base.to_str().unwrap().into()),
-        ..request("./sh", &[])
-    };
+    let req = StartRequest { working_dir: Some(tree.base.to_str().unwrap().into()), ..request("./sh", &[]) };
     assert!(matches!(start_err(&t, req), ProcessError::Denied(_)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_env_is_denied() {
-    let policy = Policy {
-        forbidden_env: vec!["LD_PRELOAD".into()],
-        ..policy()
-    };
+    let policy = Policy { forbidden_env: vec!["LD_PRELOAD".into()], ..policy() };
     let t = ProcessTable::new(policy, Limits::default());
     let mut req = request("true", &[]);
-    req.env = vec![EnvVar {
-        name: "LD_PRELOAD".into(),
-        value: "/tmp/evil.so".into(),
-    }];
+    req.env = vec![EnvVar { name: "LD_PRELOAD".into(), value: "/tmp/evil.so".into() }];
     match start_err(&t, req) {
         ProcessError::Denied(msg) => assert_eq!(msg, "env `LD_PRELOAD` is forbidden by policy"),
         other => panic!("{other:?}"),
@@ -206,10 +155,7 @@ async fn forbidden_env_is_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_kill_on_host_death_children_start_the_same() {
-    let policy = Policy {
-        kill_on_host_death: false,
-        ..policy()
-    };
+    let policy = Policy { kill_on_host_death: false, ..policy() };
     let t = ProcessTable::new(policy, Limits::default());
     let p = t.start(request("sh", &["-c", "echo $$"])).unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
@@ -230,15 +176,8 @@ async fn a_child_outlives_the_short_lived_thread_that_started_it() {
         })
     };
     let p = caller.join().unwrap();
-    let info = t
-        .wait(p.pid, std::time::Duration::from_millis(300))
-        .await
-        .unwrap();
-    assert_eq!(
-        info.status,
-        sandbox_process::types::ProcessStatus::Running,
-        "{info:?}"
-    );
+    let info = t.wait(p.pid, std::time::Duration::from_millis(300)).await.unwrap();
+    assert_eq!(info.status, sandbox_process::types::ProcessStatus::Running, "{info:?}");
     t.kill(p.pid).unwrap();
     ended(&t, p.pid).await;
 }

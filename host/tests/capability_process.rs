@@ -6,9 +6,7 @@ mod capability_common;
 use std::time::Duration;
 
 use capability_common::*;
-use sandbox_process::types::{
-    EnvVar, OutputMode, OutputSelector, OutputStream, ProcessError, ProcessStatus,
-};
+use sandbox_process::types::{EnvVar, OutputMode, OutputSelector, OutputStream, ProcessError, ProcessStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_is_captured_with_timestamps() {
@@ -22,20 +20,14 @@ async fn echo_is_captured_with_timestamps() {
     assert_eq!(lines[0].stream, OutputStream::Stdout);
     assert_eq!(chunk.dropped, 0);
     let info = ended(&t, started.pid).await;
-    assert_eq!(
-        (info.status, info.exit_code, info.signal),
-        (ProcessStatus::Exited, Some(0), None)
-    );
+    assert_eq!((info.status, info.exit_code, info.signal), (ProcessStatus::Exited, Some(0), None));
     let ended_at = info.ended_at.unwrap();
     // A line is stamped when the host reads it and the end when the reaper
     // sees it; the two tasks race, so a line written before the exit may be
     // stamped after it. Both come after the start.
     assert!(started.started_at <= lines[0].timestamp);
     assert!(started.started_at <= ended_at);
-    assert!(
-        started.started_at > 1_600_000_000_000,
-        "milliseconds since the epoch"
-    );
+    assert!(started.started_at > 1_600_000_000_000, "milliseconds since the epoch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,10 +41,7 @@ async fn stdout_and_stderr_are_told_apart_and_merged_in_arrival_order() {
     let p = t.start(piped("sh", &["-c", script])).unwrap();
     let mut cursor = 0;
     for expected in ["out1", "err1"] {
-        let chunk = t
-            .read_output(p.pid, OutputSelector::Merged, cursor, 10, BOUND)
-            .await
-            .unwrap();
+        let chunk = t.read_output(p.pid, OutputSelector::Merged, cursor, 10, BOUND).await.unwrap();
         assert_eq!(texts(&chunk.lines), [expected]);
         cursor = chunk.next_cursor;
         t.write_stdin(p.pid, b"\n".to_vec()).await.unwrap();
@@ -64,14 +53,7 @@ async fn stdout_and_stderr_are_told_apart_and_merged_in_arrival_order() {
     assert_eq!(texts(&err), ["err1"]);
     assert_eq!(texts(&merged), ["out1", "err1", "out2"]);
     let streams: Vec<_> = merged.iter().map(|l| l.stream).collect();
-    assert_eq!(
-        streams,
-        [
-            OutputStream::Stdout,
-            OutputStream::Stderr,
-            OutputStream::Stdout
-        ]
-    );
+    assert_eq!(streams, [OutputStream::Stdout, OutputStream::Stderr, OutputStream::Stdout]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,21 +62,14 @@ async fn cat_returns_what_was_written_to_stdin() {
     let p = t.start(piped("cat", &[])).unwrap();
     assert!(p.stdin_writable);
     t.write_stdin(p.pid, b"first\nsec".to_vec()).await.unwrap();
-    t.write_stdin(p.pid, b"ond\n\xffpartial".to_vec())
-        .await
-        .unwrap();
+    t.write_stdin(p.pid, b"ond\n\xffpartial".to_vec()).await.unwrap();
     t.close_stdin(p.pid).unwrap();
     assert!(!t.get(p.pid).unwrap().stdin_writable);
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     assert_eq!(texts(&lines), ["first", "second", "\u{fffd}partial"]);
     assert_eq!(ended(&t, p.pid).await.exit_code, Some(0));
-    assert!(
-        matches!(t.close_stdin(p.pid), Err(ProcessError::StdinNotAvailable(pid)) if pid == p.pid)
-    );
-    assert!(matches!(
-        t.write_stdin(p.pid, b"x".to_vec()).await,
-        Err(ProcessError::StdinNotAvailable(_))
-    ));
+    assert!(matches!(t.close_stdin(p.pid), Err(ProcessError::StdinNotAvailable(pid)) if pid == p.pid));
+    assert!(matches!(t.write_stdin(p.pid, b"x".to_vec()).await, Err(ProcessError::StdinNotAvailable(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,10 +79,7 @@ async fn stdin_of_a_closed_stdin_process_is_not_available() {
     assert!(
         matches!(t.write_stdin(p.pid, b"x".to_vec()).await, Err(ProcessError::StdinNotAvailable(pid)) if pid == p.pid)
     );
-    assert!(matches!(
-        t.close_stdin(p.pid),
-        Err(ProcessError::StdinNotAvailable(_))
-    ));
+    assert!(matches!(t.close_stdin(p.pid), Err(ProcessError::StdinNotAvailable(_))));
     t.kill(p.pid).unwrap();
     ended(&t, p.pid).await;
 }
@@ -115,16 +87,8 @@ async fn stdin_of_a_closed_stdin_process_is_not_available() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_closed_its_stdin_makes_writes_fail_cleanly() {
     let t = table();
-    let p = t
-        .start(piped(
-            "sh",
-            &["-c", "exec 0<&-; echo closed; exec sleep 100"],
-        ))
-        .unwrap();
-    let first = t
-        .read_output(p.pid, OutputSelector::Stdout, 0, 1, BOUND)
-        .await
-        .unwrap();
+    let p = t.start(piped("sh", &["-c", "exec 0<&-; echo closed; exec sleep 100"])).unwrap();
+    let first = t.read_output(p.pid, OutputSelector::Stdout, 0, 1, BOUND).await.unwrap();
     assert_eq!(texts(&first.lines), ["closed"]);
     // The child's end is closed now: the write breaks the pipe.
     match t.write_stdin(p.pid, b"data\n".to_vec()).await {
@@ -138,10 +102,8 @@ async fn a_child_that_closed_its_stdin_makes_writes_fail_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdin_write_the_child_never_reads_times_out_and_close_still_works() {
-    let limits = sandbox_process::capability::Limits {
-        stdin_write_timeout: Duration::from_millis(200),
-        ..Default::default()
-    };
+    let limits =
+        sandbox_process::capability::Limits { stdin_write_timeout: Duration::from_millis(200), ..Default::default() };
     let t = sandbox_process::capability::ProcessTable::new(policy(), limits);
     let p = t.start(piped("sleep", &["100"])).unwrap();
     // Far more than a pipe buffer holds.
@@ -151,10 +113,7 @@ async fn a_stdin_write_the_child_never_reads_times_out_and_close_still_works() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        t.get(p.pid).unwrap().stdin_writable,
-        "a slow child keeps its pipe"
-    );
+    assert!(t.get(p.pid).unwrap().stdin_writable, "a slow child keeps its pipe");
     t.close_stdin(p.pid).unwrap();
     t.kill(p.pid).unwrap();
     ended(&t, p.pid).await;
@@ -169,14 +128,8 @@ async fn close_stdin_ends_a_blocked_write() {
         tokio::spawn(async move { t.write_stdin(p.pid, vec![b'x'; 4 << 20]).await })
     };
     t.close_stdin(p.pid).unwrap_or(()); // the writer may not have begun yet
-    let written = tokio::time::timeout(BOUND, writer)
-        .await
-        .expect("the close woke the writer")
-        .unwrap();
-    assert!(
-        matches!(written, Err(ProcessError::StdinNotAvailable(_))),
-        "{written:?}"
-    );
+    let written = tokio::time::timeout(BOUND, writer).await.expect("the close woke the writer").unwrap();
+    assert!(matches!(written, Err(ProcessError::StdinNotAvailable(_))), "{written:?}");
     assert!(!t.get(p.pid).unwrap().stdin_writable);
     t.kill(p.pid).unwrap();
     ended(&t, p.pid).await;
@@ -207,17 +160,10 @@ async fn bad_signals_and_unknown_pids_are_refused() {
     let unknown = u32::MAX - 1;
     assert!(matches!(t.get(unknown), Err(ProcessError::NotFound(pid)) if pid == unknown));
     assert!(matches!(t.kill(unknown), Err(ProcessError::NotFound(_))));
+    assert!(matches!(t.signal(unknown, 15), Err(ProcessError::NotFound(_))));
+    assert!(matches!(t.wait(unknown, Duration::ZERO).await, Err(ProcessError::NotFound(_))));
     assert!(matches!(
-        t.signal(unknown, 15),
-        Err(ProcessError::NotFound(_))
-    ));
-    assert!(matches!(
-        t.wait(unknown, Duration::ZERO).await,
-        Err(ProcessError::NotFound(_))
-    ));
-    assert!(matches!(
-        t.read_output(unknown, OutputSelector::Merged, 0, 10, Duration::ZERO)
-            .await,
+        t.read_output(unknown, OutputSelector::Merged, 0, 10, Duration::ZERO).await,
         Err(ProcessError::NotFound(_))
     ));
 }
@@ -225,27 +171,12 @@ async fn bad_signals_and_unknown_pids_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_ends_every_member_of_the_group() {
     let t = table();
-    let p = t
-        .start(request("sh", &["-c", "sleep 100 & sleep 100"]))
-        .unwrap();
-    let sleeps = || {
-        live_members(p.pid)
-            .iter()
-            .filter(|m| m.comm == "sleep")
-            .count()
-    };
-    assert!(
-        eventually(|| sleeps() == 2).await,
-        "both sleeps started: {:?}",
-        live_members(p.pid)
-    );
+    let p = t.start(request("sh", &["-c", "sleep 100 & sleep 100"])).unwrap();
+    let sleeps = || live_members(p.pid).iter().filter(|m| m.comm == "sleep").count();
+    assert!(eventually(|| sleeps() == 2).await, "both sleeps started: {:?}", live_members(p.pid));
     t.kill(p.pid).unwrap();
     assert_eq!(ended(&t, p.pid).await.signal, Some(libc::SIGKILL));
-    assert!(
-        eventually(|| live_members(p.pid).is_empty()).await,
-        "left alive: {:?}",
-        live_members(p.pid)
-    );
+    assert!(eventually(|| live_members(p.pid).is_empty()).await, "left alive: {:?}", live_members(p.pid));
     t.kill(p.pid).unwrap();
 }
 
@@ -257,18 +188,9 @@ async fn kill_after_exit_still_ends_stray_members() {
     let p = t.start(request("sh", &["-c", "sleep 100 &"])).unwrap();
     let info = ended(&t, p.pid).await;
     assert_eq!(info.exit_code, Some(0));
-    assert!(
-        !t.read_output(p.pid, OutputSelector::Merged, 0, 10, Duration::ZERO)
-            .await
-            .unwrap()
-            .complete
-    );
+    assert!(!t.read_output(p.pid, OutputSelector::Merged, 0, 10, Duration::ZERO).await.unwrap().complete);
     t.kill(p.pid).unwrap();
-    assert!(
-        eventually(|| live_members(p.pid).is_empty()).await,
-        "left alive: {:?}",
-        live_members(p.pid)
-    );
+    assert!(eventually(|| live_members(p.pid).is_empty()).await, "left alive: {:?}", live_members(p.pid));
     // With the stray member gone, its pipe closes and the output completes.
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Merged).await;
     assert!(lines.is_empty());
@@ -279,10 +201,7 @@ async fn wait_returns_exit_information() {
     let t = table();
     let p = t.start(request("sh", &["-c", "exit 7"])).unwrap();
     let info = ended(&t, p.pid).await;
-    assert_eq!(
-        (info.status, info.exit_code, info.signal),
-        (ProcessStatus::Exited, Some(7), None)
-    );
+    assert_eq!((info.status, info.exit_code, info.signal), (ProcessStatus::Exited, Some(7), None));
     assert!(info.ended_at.is_some());
     let s = t.start(request("sleep", &["100"])).unwrap();
     let info = t.wait(s.pid, Duration::ZERO).await.unwrap();
@@ -296,15 +215,10 @@ async fn wait_returns_exit_information() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_read_wakes_when_a_line_arrives() {
     let t = table();
-    let p = t
-        .start(piped("sh", &["-c", "read x; echo got $x; read y"]))
-        .unwrap();
+    let p = t.start(piped("sh", &["-c", "read x; echo got $x; read y"])).unwrap();
     let reader = {
         let t = t.clone();
-        tokio::spawn(async move {
-            t.read_output(p.pid, OutputSelector::Merged, 0, 10, BOUND)
-                .await
-        })
+        tokio::spawn(async move { t.read_output(p.pid, OutputSelector::Merged, 0, 10, BOUND).await })
     };
     // Nothing can be printed before this write, so the reader is woken by it.
     t.write_stdin(p.pid, b"hi\n".to_vec()).await.unwrap();
@@ -313,16 +227,7 @@ async fn a_waiting_read_wakes_when_a_line_arrives() {
     assert!(!chunk.complete);
     assert_eq!(chunk.next_cursor, 1);
     // A short wait with nothing to read returns empty, cursor unchanged.
-    let empty = t
-        .read_output(
-            p.pid,
-            OutputSelector::Merged,
-            1,
-            10,
-            Duration::from_millis(20),
-        )
-        .await
-        .unwrap();
+    let empty = t.read_output(p.pid, OutputSelector::Merged, 1, 10, Duration::from_millis(20)).await.unwrap();
     assert!(empty.lines.is_empty() && !empty.complete && empty.next_cursor == 1);
     t.close_stdin(p.pid).unwrap();
     let (lines, last) = read_all(&t, p.pid, OutputSelector::Merged).await;
@@ -344,10 +249,7 @@ async fn discarded_streams_capture_nothing_and_complete() {
 async fn the_child_gets_exactly_the_policy_and_request_environment() {
     let t = table();
     let mut req = request("env", &[]);
-    req.env = vec![EnvVar {
-        name: "FOO".into(),
-        value: "bar baz".into(),
-    }];
+    req.env = vec![EnvVar { name: "FOO".into(), value: "bar baz".into() }];
     let p = t.start(req).unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     let mut env = texts(&lines);

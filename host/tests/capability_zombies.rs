@@ -10,11 +10,7 @@ async fn no_zombie_after_200_short_processes() {
     let t = table();
     let mut pids = Vec::new();
     for i in 0..200 {
-        let req = if i % 2 == 0 {
-            request("true", &[])
-        } else {
-            request("sh", &["-c", "echo x; exit 1"])
-        };
+        let req = if i % 2 == 0 { request("true", &[]) } else { request("sh", &["-c", "echo x; exit 1"]) };
         pids.push(t.start(req).unwrap().pid);
     }
     for pid in pids {
@@ -22,9 +18,6 @@ async fn no_zombie_after_200_short_processes() {
     }
     assert_eq!(t.live_count(), 0);
     let me = std::process::id();
-    let zombies: Vec<_> = processes()
-        .into_iter()
-        .filter(|p| p.ppid == me && p.state == 'Z')
-        .collect();
+    let zombies: Vec<_> = processes().into_iter().filter(|p| p.ppid == me && p.state == 'Z').collect();
     assert!(zombies.is_empty(), "zombies: {zombies:?}");
 }

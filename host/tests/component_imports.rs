@@ -16,10 +16,7 @@ fn imports(wasm: &[u8]) -> Vec<String> {
 
 #[test]
 fn the_guest_imports_the_capability_and_nothing_else() {
-    assert_eq!(
-        imports(sandbox_process::GUEST_WASM),
-        ["sandbox:process/process@0.1.0", "sandbox:process/types@0.1.0"],
-    );
+    assert_eq!(imports(sandbox_process::GUEST_WASM), ["sandbox:process/process@0.1.0", "sandbox:process/types@0.1.0"],);
 }
 
 #[test]

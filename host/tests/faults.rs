@@ -30,7 +30,8 @@ fn faulty_wasm() -> Vec<u8> {
 
 /// The faulty guest with a short time budget and a small memory cap.
 fn faulty_runtime() -> Arc<GuestRuntime> {
-    let processes = ProcessTable::new(Policy { default_working_dir: std::env::temp_dir(), ..Policy::default() }, Limits::default());
+    let processes =
+        ProcessTable::new(Policy { default_working_dir: std::env::temp_dir(), ..Policy::default() }, Limits::default());
     let limits = GuestLimits {
         memory_bytes: 16 << 20,
         call_budget: Duration::from_millis(300),
@@ -142,7 +143,8 @@ async fn over_http_a_faulty_guest_call_is_a_500_and_the_next_request_succeeds() 
         assert_eq!(health.status(), 200);
     }
     let list = Answer::from(client.get(format!("{base}/api/v1/processes")).send().await.unwrap()).await.json();
-    let commands: Vec<&str> = list["processes"].as_array().unwrap().iter().map(|p| p["command"].as_str().unwrap()).collect();
+    let commands: Vec<&str> =
+        list["processes"].as_array().unwrap().iter().map(|p| p["command"].as_str().unwrap()).collect();
     assert_eq!(commands, ["true"; 5], "no faulty request started anything");
 }
 
@@ -334,7 +336,11 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 fn unique_marker(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    )
 }
 
 /// SIGKILL to each of `pids` (they are this test's own leftovers).
@@ -438,7 +444,13 @@ async fn without_the_parent_death_signal_children_outlive_a_sigkilled_server() {
 
 fn proc_cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| c.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" "))
+        .map(|c| {
+            c.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
@@ -498,7 +510,8 @@ async fn a_child_that_exits_at_once_is_still_reported_as_started() {
     // make it read `exited` with a closed stdin, a race the reaper, running
     // on another thread, used to win now and then.
     use sandbox_process::types::{OutputMode, ProcessStatus, StartRequest, StdinMode};
-    let table = ProcessTable::new(Policy { default_working_dir: std::env::temp_dir(), ..Policy::default() }, Limits::default());
+    let table =
+        ProcessTable::new(Policy { default_working_dir: std::env::temp_dir(), ..Policy::default() }, Limits::default());
     let mut wrong = Vec::new();
     for _ in 0..300 {
         let request = StartRequest {
@@ -526,7 +539,10 @@ async fn time_waiting_in_the_capability_is_not_charged_to_the_guest() {
     // of 300 ms: the guest itself runs for microseconds, so the write is a
     // 204, not a 500 for a budget the wait used up (the data was written).
     let rt = faulty_runtime();
-    let started = rt.start(br#"{"command":"sh","args":["-c","sleep 1; exec cat >/dev/null"],"stdin_mode":"pipe"}"#).await.unwrap();
+    let started = rt
+        .start(br#"{"command":"sh","args":["-c","sleep 1; exec cat >/dev/null"],"stdin_mode":"pipe"}"#)
+        .await
+        .unwrap();
     assert_eq!(started.status, 201, "{}", started.body);
     let pid = json_of(&started)["pid"].to_string();
     let data = vec![b'x'; 1 << 20]; // more than a pipe holds: the write waits for the reader

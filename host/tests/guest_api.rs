@@ -61,9 +61,8 @@ async fn echo_output_is_captured_with_timestamps() {
     let rt = runtime();
     let info = start(&rt, json!({"command": "echo", "args": ["hello", "world"]})).await;
     let keys: Vec<&str> = info.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut expected = vec![
-        "pid", "status", "stdin_writable", "command", "args", "started_at", "exit_code", "signal", "ended_at",
-    ];
+    let mut expected =
+        vec!["pid", "status", "stdin_writable", "command", "args", "started_at", "exit_code", "signal", "ended_at"];
     expected.sort();
     let mut keys_sorted = keys.clone();
     keys_sorted.sort();
@@ -262,7 +261,8 @@ async fn validate_applies_the_defaults() {
 #[tokio::test]
 async fn calls_past_the_instance_pool_wait_for_a_slot() {
     let processes = ProcessTable::new(Policy::default(), Limits::default());
-    let guest = GuestLimits { max_instances: 1, cache_dir: Some(env!("CARGO_TARGET_TMPDIR").into()), ..GuestLimits::default() };
+    let guest =
+        GuestLimits { max_instances: 1, cache_dir: Some(env!("CARGO_TARGET_TMPDIR").into()), ..GuestLimits::default() };
     let rt = Arc::new(GuestRuntime::new(processes, guest).expect("the guest loads"));
     let held = rt.session().await.expect("the only instance");
     let waiting = tokio::spawn({
@@ -273,7 +273,10 @@ async fn calls_past_the_instance_pool_wait_for_a_slot() {
         tokio::task::yield_now().await;
     }
     if waiting.is_finished() {
-        panic!("a second call ran while the pool's only instance was in use: {:?}", waiting.await.unwrap().map(|r| r.body));
+        panic!(
+            "a second call ran while the pool's only instance was in use: {:?}",
+            waiting.await.unwrap().map(|r| r.body)
+        );
     }
     drop(held);
     let reply = waiting.await.unwrap().expect("the queued call runs once the slot is free");

@@ -46,7 +46,10 @@ async fn the_api_md_example_gets_201_with_exactly_the_documented_keys() {
     assert_eq!(info["command"], "python");
     assert_eq!(info["args"], json!(["-m", "http.server", "8080"]));
     assert!(info["started_at"].as_u64().unwrap() > 1_600_000_000_000, "milliseconds since the epoch");
-    assert_eq!((info["exit_code"].clone(), info["signal"].clone(), info["ended_at"].clone()), (Value::Null, Value::Null, Value::Null));
+    assert_eq!(
+        (info["exit_code"].clone(), info["signal"].clone(), info["ended_at"].clone()),
+        (Value::Null, Value::Null, Value::Null)
+    );
     let pid = info["pid"].as_u64().unwrap();
     s.delete(&format!("/api/v1/processes/{pid}")).await;
 }
@@ -120,8 +123,12 @@ async fn every_error_of_the_table() {
     s.post("/api/v1/processes", "{not json").await.assert_error(400, "INVALID_REQUEST");
     s.post_json("/api/v1/processes", &json!({"command": 5})).await.assert_error(400, "INVALID_REQUEST");
     s.post_json("/api/v1/processes", &json!({"command": ""})).await.assert_error(400, "INVALID_REQUEST");
-    s.post_json("/api/v1/processes", &json!({"command": "ls", "user": "root"})).await.assert_error(400, "INVALID_REQUEST");
-    s.post_json("/api/v1/processes", &json!({"command": "no-such-command-xyz"})).await.assert_error(400, "SPAWN_FAILED");
+    s.post_json("/api/v1/processes", &json!({"command": "ls", "user": "root"}))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    s.post_json("/api/v1/processes", &json!({"command": "no-such-command-xyz"}))
+        .await
+        .assert_error(400, "SPAWN_FAILED");
     s.get("/api/v1/processes/999999999").await.assert_error(404, "NOT_FOUND");
     s.get("/api/v1/processes/abc").await.assert_error(400, "INVALID_REQUEST");
 
@@ -148,7 +155,10 @@ async fn every_error_of_the_table() {
 
     let limited = Server::start(&["--max-processes", "1"], Some(TOKEN));
     let pid = limited.start_process(&json!({"command": "sleep", "args": ["30"]})).await;
-    limited.post_json("/api/v1/processes", &json!({"command": "sleep", "args": ["30"]})).await.assert_error(429, "LIMIT_EXCEEDED");
+    limited
+        .post_json("/api/v1/processes", &json!({"command": "sleep", "args": ["30"]}))
+        .await
+        .assert_error(429, "LIMIT_EXCEEDED");
     limited.delete(&format!("/api/v1/processes/{pid}")).await;
 }
 
@@ -174,7 +184,8 @@ async fn follow_streams_live_lines_then_closes_after_exit() {
     let s = server();
     let script = "for i in 1 2 3 4 5; do echo line$i; echo err$i >&2; sleep 0.1; done";
     let pid = s.start_process(&json!({"command": "sh", "args": ["-c", script]})).await;
-    let response = s.request(Method::GET, &format!("/api/v1/processes/{pid}/output/follow"))
+    let response = s
+        .request(Method::GET, &format!("/api/v1/processes/{pid}/output/follow"))
         .header("accept", "text/event-stream")
         .send()
         .await
@@ -194,8 +205,10 @@ async fn follow_streams_live_lines_then_closes_after_exit() {
     assert!(saw_line_while_running, "a line arrived before the process ended");
     let frames = server::parse_sse(&text);
     let outputs: Vec<&Frame> = frames.iter().filter(|f| f.event.as_deref() == Some("output")).collect();
-    let stdout: Vec<&str> = outputs.iter().filter(|f| f.data["stream"] == "stdout").map(|f| f.data["line"].as_str().unwrap()).collect();
-    let stderr: Vec<&str> = outputs.iter().filter(|f| f.data["stream"] == "stderr").map(|f| f.data["line"].as_str().unwrap()).collect();
+    let stdout: Vec<&str> =
+        outputs.iter().filter(|f| f.data["stream"] == "stdout").map(|f| f.data["line"].as_str().unwrap()).collect();
+    let stderr: Vec<&str> =
+        outputs.iter().filter(|f| f.data["stream"] == "stderr").map(|f| f.data["line"].as_str().unwrap()).collect();
     assert_eq!(stdout, ["line1", "line2", "line3", "line4", "line5"]);
     assert_eq!(stderr, ["err1", "err2", "err3", "err4", "err5"]);
     assert!(outputs.iter().all(|f| f.data["timestamp"].is_u64()));
@@ -204,9 +217,14 @@ async fn follow_streams_live_lines_then_closes_after_exit() {
 
     // One-stream follows of the ended process replay what was captured.
     for (stream, want) in [("stdout", "line"), ("stderr", "err")] {
-        let response = s.request(Method::GET, &format!("/api/v1/processes/{pid}/{stream}/follow")).send().await.unwrap();
+        let response =
+            s.request(Method::GET, &format!("/api/v1/processes/{pid}/{stream}/follow")).send().await.unwrap();
         let frames = s.sse(response).await;
-        let lines: Vec<String> = frames.iter().filter(|f| f.event.as_deref() == Some("output")).map(|f| f.data["line"].as_str().unwrap().to_string()).collect();
+        let lines: Vec<String> = frames
+            .iter()
+            .filter(|f| f.event.as_deref() == Some("output"))
+            .map(|f| f.data["line"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(lines, (1..=5).map(|i| format!("{want}{i}")).collect::<Vec<_>>());
         assert_eq!(frames.last().unwrap().event.as_deref(), Some("eof"));
     }
@@ -222,12 +240,18 @@ async fn run_streams_start_output_and_exit_frames() {
     let response = s.request(Method::POST, "/api/v1/processes/run").body(body.to_string()).send().await.unwrap();
     let frames = s.sse(response).await;
     assert!(frames.iter().all(|f| f.event.is_none()), "run frames are data-only");
-    assert_eq!(sorted(&frames[0].data.as_object().unwrap().keys().map(String::as_str).collect::<Vec<_>>()), sorted(&["pid", "started_at"]));
+    assert_eq!(
+        sorted(&frames[0].data.as_object().unwrap().keys().map(String::as_str).collect::<Vec<_>>()),
+        sorted(&["pid", "started_at"])
+    );
     let lines: Vec<(String, String)> = frames[1..frames.len() - 1]
         .iter()
         .map(|f| (f.data["stream"].as_str().unwrap().to_string(), f.data["line"].as_str().unwrap().to_string()))
         .collect();
-    assert!(lines.contains(&("stdout".into(), "out".into())) && lines.contains(&("stderr".into(), "err".into())), "{lines:?}");
+    assert!(
+        lines.contains(&("stdout".into(), "out".into())) && lines.contains(&("stderr".into(), "err".into())),
+        "{lines:?}"
+    );
     assert_eq!(frames.last().unwrap().data, json!({"exit_code": 7, "signal": null, "reason": "exited"}));
 
     let body = json!({"command": "sleep", "args": ["30"], "timeout": 0.3});
@@ -237,13 +261,26 @@ async fn run_streams_start_output_and_exit_frames() {
     let pid = frames[0].data["pid"].as_u64().unwrap();
     assert_eq!(s.get(&format!("/api/v1/processes/{pid}")).await.json()["status"], "signaled");
 
-    s.post_json("/api/v1/processes/run", &json!({"command": "ls", "timeout": -1})).await.assert_error(400, "INVALID_REQUEST");
+    s.post_json("/api/v1/processes/run", &json!({"command": "ls", "timeout": -1}))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
 }
 
 #[tokio::test]
 async fn the_server_survives_100_malformed_requests() {
     let s = server();
-    let bodies = ["", "{", "[]", "null", "\"str\"", "{\"command\":null}", "{\"command\":[1]}", "\u{0}", "{\"command\":\"ls\",\"args\":[null]}", "{\"env\":{\"\":\"x\"},\"command\":\"ls\"}"];
+    let bodies = [
+        "",
+        "{",
+        "[]",
+        "null",
+        "\"str\"",
+        "{\"command\":null}",
+        "{\"command\":[1]}",
+        "\u{0}",
+        "{\"command\":\"ls\",\"args\":[null]}",
+        "{\"env\":{\"\":\"x\"},\"command\":\"ls\"}",
+    ];
     for i in 0..100 {
         let answer = s.post("/api/v1/processes", bodies[i % bodies.len()]).await;
         assert_eq!(answer.status, 400, "request {i}: {}", answer.text);
@@ -251,7 +288,11 @@ async fn the_server_survives_100_malformed_requests() {
     let invalid_utf8 = s.post("/api/v1/processes", vec![0xff, 0xfe, b'{']).await;
     invalid_utf8.assert_error(400, "INVALID_REQUEST");
     assert_eq!(s.get("/api/v1/health").await.json(), json!({"healthy": true}));
-    assert_eq!(s.get("/api/v1/processes").await.json(), json!({"processes": []}), "no refused request started anything");
+    assert_eq!(
+        s.get("/api/v1/processes").await.json(),
+        json!({"processes": []}),
+        "no refused request started anything"
+    );
 }
 
 #[tokio::test]

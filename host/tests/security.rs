@@ -68,11 +68,20 @@ fn raw_head(s: &Server, method: &str, path: &str, authorization: Option<&[u8]>, 
     exchange(s, method, path, authorization, body, true)
 }
 
-fn exchange(s: &Server, method: &str, path: &str, authorization: Option<&[u8]>, body: &[u8], head_only: bool) -> (u16, Vec<u8>) {
+fn exchange(
+    s: &Server,
+    method: &str,
+    path: &str,
+    authorization: Option<&[u8]>,
+    body: &[u8],
+    head_only: bool,
+) -> (u16, Vec<u8>) {
     let addr = s.base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len()).into_bytes();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len())
+            .into_bytes();
     if let Some(value) = authorization {
         request.extend_from_slice(b"Authorization: ");
         request.extend_from_slice(value);
@@ -117,7 +126,8 @@ fn body_for(method: &str, path: &str, marker: &str) -> Vec<u8> {
 async fn no_route_is_reachable_without_the_token() {
     // The table above must name every route the router has.
     let routes_rs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/routes.rs")).unwrap();
-    let declared: BTreeSet<&str> = routes_rs.split(".route(\"").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    let declared: BTreeSet<&str> =
+        routes_rs.split(".route(\"").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
     let covered: BTreeSet<&str> = ROUTES.iter().map(|(path, _)| *path).collect();
     assert_eq!(declared, covered, "ROUTES must list exactly the router's routes");
 
@@ -136,7 +146,9 @@ async fn no_route_is_reachable_without_the_token() {
             targets.push((method.to_string(), path.clone()));
         }
     }
-    for path in ["/", "/api/v1/nowhere", "/api/v1/processes/x/y/z", "/api/v1/processes/-1", "/health", "/api/v1/health/"] {
+    for path in
+        ["/", "/api/v1/nowhere", "/api/v1/processes/x/y/z", "/api/v1/processes/-1", "/health", "/api/v1/health/"]
+    {
         targets.push(("GET".into(), path.into()));
         targets.push(("POST".into(), path.into()));
     }
@@ -171,7 +183,8 @@ async fn no_route_is_reachable_without_the_token() {
         if ends_or_starts {
             continue;
         }
-        let (status, _) = raw_head(&s, method, path, Some(expected_auth.as_bytes()), &body_for(method, path, marker_text));
+        let (status, _) =
+            raw_head(&s, method, path, Some(expected_auth.as_bytes()), &body_for(method, path, marker_text));
         assert_ne!(status, 401, "{method} {path} with the token");
     }
     // Nothing the refused requests asked for happened.
@@ -277,6 +290,9 @@ async fn children_get_a_clean_environment_and_never_the_token() {
     let seen = child_env(&s).await;
     assert!(seen.contains("SECURITY_TEST_MARKER=server-side-value"), "{seen:?}");
     assert!(seen.contains("HOME=/root-of-the-server") && seen.contains("GIVEN=by-the-operator"), "{seen:?}");
-    assert!(!seen.iter().any(|v| v.starts_with("SANDBOX_PROCESS_TOKEN=") || v.contains(TOKEN)), "the token leaked: {seen:?}");
+    assert!(
+        !seen.iter().any(|v| v.starts_with("SANDBOX_PROCESS_TOKEN=") || v.contains(TOKEN)),
+        "the token leaked: {seen:?}"
+    );
     assert!(!seen.iter().any(|v| v.starts_with("SECURITY_TEST_NOT_UTF8")), "{seen:?}");
 }

@@ -60,8 +60,8 @@ fn check(where_: &str, expect: &Value, reply: &Reply) {
         assert_eq!(reply.body, "", "{where_}: a 204 has no body");
         return;
     }
-    let body: Value =
-        serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{where_}: body is not JSON ({e}): {}", reply.body));
+    let body: Value = serde_json::from_str(&reply.body)
+        .unwrap_or_else(|e| panic!("{where_}: body is not JSON ({e}): {}", reply.body));
     if let Some(code) = expect.get("code") {
         assert_eq!(&body["code"], code, "{where_}: code; body {}", reply.body);
     }

@@ -12,26 +12,14 @@ fn body(reply: &Reply) -> Value {
 
 fn error(reply: &Reply) -> (u16, String, String) {
     let value = body(reply);
-    assert_eq!(
-        value.as_object().unwrap().len(),
-        2,
-        "error body: {}",
-        reply.body
-    );
-    (
-        reply.status,
-        value["code"].as_str().unwrap().to_owned(),
-        value["error"].as_str().unwrap().to_owned(),
-    )
+    assert_eq!(value.as_object().unwrap().len(), 2, "error body: {}", reply.body);
+    (reply.status, value["code"].as_str().unwrap().to_owned(), value["error"].as_str().unwrap().to_owned())
 }
 
 #[test]
 fn start_replies_201_with_process_info() {
     let fake = Fake::new();
-    let reply = api::start(
-        &fake,
-        br#"{"command":"cat","args":["-n"],"stdin_mode":"pipe"}"#,
-    );
+    let reply = api::start(&fake, br#"{"command":"cat","args":["-n"],"stdin_mode":"pipe"}"#);
     assert_eq!(reply.status, 201);
     assert_eq!(
         reply.body,
@@ -40,10 +28,7 @@ fn start_replies_201_with_process_info() {
         )
     );
     let started = &fake.0.borrow().started[0];
-    assert_eq!(
-        (started.stdin_mode, started.stdout_mode),
-        (StdinMode::Pipe, OutputMode::Capture)
-    );
+    assert_eq!((started.stdin_mode, started.stdout_mode), (StdinMode::Pipe, OutputMode::Capture));
 }
 
 #[test]
@@ -52,11 +37,7 @@ fn invalid_start_never_reaches_the_capability() {
     let reply = api::start(&fake, br#"{"command":"ls","user":"root"}"#);
     assert_eq!(
         error(&reply),
-        (
-            400,
-            "INVALID_REQUEST".into(),
-            "field `user` is not supported yet (managed processes)".into()
-        )
+        (400, "INVALID_REQUEST".into(), "field `user` is not supported yet (managed processes)".into())
     );
     assert!(fake.calls().is_empty());
 }
@@ -64,22 +45,10 @@ fn invalid_start_never_reaches_the_capability() {
 #[test]
 fn start_failures_map_to_their_statuses() {
     for (failure, status, code) in [
-        (
-            ProcessError::SpawnFailed("No such file or directory (os error 2)".into()),
-            400,
-            "SPAWN_FAILED",
-        ),
+        (ProcessError::SpawnFailed("No such file or directory (os error 2)".into()), 400, "SPAWN_FAILED"),
         (ProcessError::Denied("not allowed".into()), 403, "DENIED"),
-        (
-            ProcessError::LimitExceeded("too many processes".into()),
-            429,
-            "LIMIT_EXCEEDED",
-        ),
-        (
-            ProcessError::InvalidRequest("working_dir `/nope` does not exist".into()),
-            400,
-            "INVALID_REQUEST",
-        ),
+        (ProcessError::LimitExceeded("too many processes".into()), 429, "LIMIT_EXCEEDED"),
+        (ProcessError::InvalidRequest("working_dir `/nope` does not exist".into()), 400, "INVALID_REQUEST"),
         (ProcessError::Internal("boom".into()), 500, "INTERNAL"),
     ] {
         let fake = Fake::new();
@@ -88,47 +57,24 @@ fn start_failures_map_to_their_statuses() {
         assert_eq!((got_status, got_code.as_str()), (status, code));
     }
     let fake = Fake::new();
-    fake.fail(
-        "start",
-        ProcessError::SpawnFailed("No such file or directory (os error 2)".into()),
-    );
+    fake.fail("start", ProcessError::SpawnFailed("No such file or directory (os error 2)".into()));
     let (_, _, message) = error(&api::start(&fake, br#"{"command":"nope"}"#));
-    assert!(
-        message.contains("No such file or directory (os error 2)"),
-        "{message}"
-    );
+    assert!(message.contains("No such file or directory (os error 2)"), "{message}");
 }
 
 #[test]
 fn list_get_and_not_found() {
     let fake = Fake::new();
-    assert_eq!(
-        api::list(&fake),
-        Reply {
-            status: 200,
-            body: r#"{"processes":[]}"#.into()
-        }
-    );
+    assert_eq!(api::list(&fake), Reply { status: 200, body: r#"{"processes":[]}"#.into() });
     let a = fake.spawn("a");
     let b = fake.spawn("b");
     let list = body(&api::list(&fake));
-    let pids: Vec<u64> = list["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["pid"].as_u64().unwrap())
-        .collect();
+    let pids: Vec<u64> = list["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap()).collect();
     assert_eq!(pids, vec![u64::from(a), u64::from(b)]);
 
     let got = api::get(&fake, &b.to_string());
-    assert_eq!(
-        (got.status, body(&got)["command"].as_str()),
-        (200, Some("b"))
-    );
-    assert_eq!(
-        error(&api::get(&fake, "999")),
-        (404, "NOT_FOUND".into(), "no process with pid 999".into())
-    );
+    assert_eq!((got.status, body(&got)["command"].as_str()), (200, Some("b")));
+    assert_eq!(error(&api::get(&fake, "999")), (404, "NOT_FOUND".into(), "no process with pid 999".into()));
 }
 
 #[test]
@@ -147,12 +93,7 @@ fn bad_references_are_refused_before_any_call() {
         assert_eq!((status, code.as_str()), (400, "INVALID_REQUEST"));
         assert!(message.starts_with("process reference `"), "{message}");
     }
-    assert_eq!(
-        api::follow_open(&fake, "4x", OutputSelector::Merged)
-            .unwrap_err()
-            .status,
-        400
-    );
+    assert_eq!(api::follow_open(&fake, "4x", OutputSelector::Merged).unwrap_err().status, 400);
     assert!(fake.calls().is_empty());
 }
 
@@ -160,13 +101,7 @@ fn bad_references_are_refused_before_any_call() {
 fn kill_is_204_with_empty_body() {
     let fake = Fake::new();
     let pid = fake.spawn("sleep");
-    assert_eq!(
-        api::kill(&fake, &pid.to_string()),
-        Reply {
-            status: 204,
-            body: String::new()
-        }
-    );
+    assert_eq!(api::kill(&fake, &pid.to_string()), Reply { status: 204, body: String::new() });
     assert_eq!(fake.calls(), vec![format!("kill {pid}")]);
     assert_eq!(api::kill(&fake, "7").status, 404);
 }
@@ -176,30 +111,17 @@ fn signal_checks_reference_then_body_then_calls() {
     let fake = Fake::new();
     let pid = fake.spawn("sleep").to_string();
     let ok = api::signal(&fake, &pid, br#"{"signal":15}"#);
-    assert_eq!(
-        ok,
-        Reply {
-            status: 200,
-            body: r#"{"success":true}"#.into()
-        }
-    );
+    assert_eq!(ok, Reply { status: 200, body: r#"{"success":true}"#.into() });
     assert_eq!(fake.calls(), vec![format!("signal {pid} 15")]);
 
-    assert_eq!(
-        error(&api::signal(&fake, &pid, br#"{"signal":65}"#)).1,
-        "INVALID_SIGNAL"
-    );
+    assert_eq!(error(&api::signal(&fake, &pid, br#"{"signal":65}"#)).1, "INVALID_SIGNAL");
     assert_eq!(error(&api::signal(&fake, &pid, b"")).1, "INVALID_REQUEST");
     assert_eq!(fake.calls().len(), 1, "refused bodies must not be sent");
 
     fake.fail("signal", ProcessError::NotRunning(100));
     assert_eq!(
         error(&api::signal(&fake, &pid, br#"{"signal":9}"#)),
-        (
-            400,
-            "NOT_RUNNING".into(),
-            "process 100 is not running".into()
-        )
+        (400, "NOT_RUNNING".into(), "process 100 is not running".into())
     );
 }
 
@@ -208,26 +130,11 @@ fn stdin_write_and_close() {
     let fake = Fake::new();
     let pid = fake.spawn("cat");
     let reference = pid.to_string();
-    assert_eq!(
-        api::write_stdin(&fake, &reference, b"hello\n\xff"),
-        Reply {
-            status: 204,
-            body: String::new()
-        }
-    );
+    assert_eq!(api::write_stdin(&fake, &reference, b"hello\n\xff"), Reply { status: 204, body: String::new() });
     assert_eq!(fake.0.borrow().stdin[&pid], b"hello\n\xff");
-    assert_eq!(
-        api::close_stdin(&fake, &reference),
-        Reply {
-            status: 204,
-            body: String::new()
-        }
-    );
+    assert_eq!(api::close_stdin(&fake, &reference), Reply { status: 204, body: String::new() });
     fake.fail("write_stdin", ProcessError::StdinNotAvailable(pid));
-    assert_eq!(
-        error(&api::write_stdin(&fake, &reference, b"x")).1,
-        "STDIN_NOT_AVAILABLE"
-    );
+    assert_eq!(error(&api::write_stdin(&fake, &reference, b"x")).1, "STDIN_NOT_AVAILABLE");
 }
 
 #[test]
@@ -296,23 +203,14 @@ fn output_selectors_and_dropped_lines() {
         api::output(&fake, &reference, OutputSelector::Merged).body,
         format!(r#"{{"pid":{pid},"lines":["three"],"line_count":1,"dropped_lines":2}}"#)
     );
-    assert_eq!(
-        api::output(&fake, "12345", OutputSelector::Merged).status,
-        404
-    );
+    assert_eq!(api::output(&fake, "12345", OutputSelector::Merged).status, 404);
 }
 
 #[test]
 fn health_info_and_validate() {
     let fake = Fake::new();
     fake.spawn("a");
-    assert_eq!(
-        api::health(),
-        Reply {
-            status: 200,
-            body: r#"{"healthy":true}"#.into()
-        }
-    );
+    assert_eq!(api::health(), Reply { status: 200, body: r#"{"healthy":true}"#.into() });
     assert_eq!(
         api::info(&fake).body,
         r#"{"version":"0.1.0","uptime_secs":12,"running_processes":1,"total_processes":1}"#
@@ -330,10 +228,7 @@ fn health_info_and_validate() {
 
 #[test]
 fn normalize_is_what_the_validator_exports() {
-    assert_eq!(
-        api::normalize(br#"{"command":"ls"}"#).unwrap(),
-        api::validate(br#"{"command":"ls"}"#).body
-    );
+    assert_eq!(api::normalize(br#"{"command":"ls"}"#).unwrap(), api::validate(br#"{"command":"ls"}"#).body);
     assert_eq!(
         api::normalize(br#"{"command":""}"#).unwrap_err(),
         r#"{"error":"field `command` must not be empty","code":"INVALID_REQUEST"}"#

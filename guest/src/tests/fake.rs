@@ -38,11 +38,7 @@ pub const T0: u64 = 1_710_000_000_000;
 
 impl Fake {
     pub fn new() -> Self {
-        Fake(RefCell::new(State {
-            now: T0,
-            next_pid: 100,
-            ..State::default()
-        }))
+        Fake(RefCell::new(State { now: T0, next_pid: 100, ..State::default() }))
     }
 
     /// Adds a running process as if started earlier.
@@ -58,11 +54,7 @@ impl Fake {
     pub fn emit(&self, pid: Pid, stream: OutputStream, text: &str) {
         let mut s = self.0.borrow_mut();
         let timestamp = s.now;
-        s.lines.entry(pid).or_default().push(OutputLine {
-            stream,
-            line: text.to_owned(),
-            timestamp,
-        });
+        s.lines.entry(pid).or_default().push(OutputLine { stream, line: text.to_owned(), timestamp });
     }
 
     pub fn exit(&self, pid: Pid, code: i32) {
@@ -72,11 +64,7 @@ impl Fake {
     pub fn end(&self, pid: Pid, status: ProcessStatus, code: Option<i32>, signal: Option<i32>) {
         let mut s = self.0.borrow_mut();
         let now = s.now;
-        let info = s
-            .processes
-            .iter_mut()
-            .find(|p| p.pid == pid)
-            .expect("known pid");
+        let info = s.processes.iter_mut().find(|p| p.pid == pid).expect("known pid");
         info.status = status;
         info.exit_code = code;
         info.signal = signal;
@@ -105,11 +93,7 @@ impl Fake {
 
     fn info(&self, pid: Pid) -> Result<ProcessInfo, ProcessError> {
         let s = self.0.borrow();
-        s.processes
-            .iter()
-            .find(|p| p.pid == pid)
-            .cloned()
-            .ok_or(ProcessError::NotFound(pid))
+        s.processes.iter().find(|p| p.pid == pid).cloned().ok_or(ProcessError::NotFound(pid))
     }
 }
 
@@ -143,11 +127,7 @@ impl Capability for Fake {
         let pid = self.spawn(&request.command);
         let mut s = self.0.borrow_mut();
         s.started.push(request.clone());
-        let info = s
-            .processes
-            .iter_mut()
-            .find(|p| p.pid == pid)
-            .expect("just added");
+        let info = s.processes.iter_mut().find(|p| p.pid == pid).expect("just added");
         info.args = request.args.clone();
         info.stdin_writable = request.stdin_mode == StdinMode::Pipe;
         Ok(info.clone())
@@ -183,12 +163,7 @@ impl Capability for Fake {
         self.log(format!("write_stdin {pid} {}", data.len()));
         self.failure("write_stdin")?;
         self.info(pid)?;
-        self.0
-            .borrow_mut()
-            .stdin
-            .entry(pid)
-            .or_default()
-            .extend_from_slice(data);
+        self.0.borrow_mut().stdin.entry(pid).or_default().extend_from_slice(data);
         Ok(())
     }
 
@@ -207,9 +182,7 @@ impl Capability for Fake {
         wait_ms: u32,
     ) -> Result<OutputChunk, ProcessError> {
         let name = format!("{selector:?}").to_lowercase();
-        self.log(format!(
-            "read {pid} {name} cursor={cursor} max={max_lines} wait={wait_ms}"
-        ));
+        self.log(format!("read {pid} {name} cursor={cursor} max={max_lines} wait={wait_ms}"));
         self.failure("read_output")?;
         let info = self.info(pid)?;
         // (For 20 calls at most: a reader that never stops fails its test
@@ -225,39 +198,18 @@ impl Capability for Fake {
         let all: Vec<OutputLine> = s
             .lines
             .get(&pid)
-            .map(|lines| {
-                lines
-                    .iter()
-                    .filter(|l| selects(selector, l.stream))
-                    .cloned()
-                    .collect()
-            })
+            .map(|lines| lines.iter().filter(|l| selects(selector, l.stream)).cloned().collect())
             .unwrap_or_default();
-        let dropped = s
-            .dropped
-            .get(&pid)
-            .copied()
-            .unwrap_or(0)
-            .min(all.len() as u64);
+        let dropped = s.dropped.get(&pid).copied().unwrap_or(0).min(all.len() as u64);
         let from = cursor.max(dropped) as usize;
-        let lines: Vec<OutputLine> = all
-            .iter()
-            .skip(from)
-            .take(max_lines as usize)
-            .cloned()
-            .collect();
+        let lines: Vec<OutputLine> = all.iter().skip(from).take(max_lines as usize).cloned().collect();
         let next_cursor = (from + lines.len()) as u64;
         let ended = info.status != ProcessStatus::Running || s.reaped_late.contains(&pid);
         let complete = ended && next_cursor as usize >= all.len();
         if lines.is_empty() && !complete {
             s.now += u64::from(wait_ms);
         }
-        Ok(OutputChunk {
-            lines,
-            next_cursor,
-            dropped,
-            complete,
-        })
+        Ok(OutputChunk { lines, next_cursor, dropped, complete })
     }
 
     fn wait(&self, pid: Pid, timeout_ms: u32) -> Result<ProcessInfo, ProcessError> {
@@ -275,11 +227,7 @@ impl Capability for Fake {
         HostSummary {
             version: "0.1.0".to_owned(),
             uptime_secs: 12,
-            running_processes: s
-                .processes
-                .iter()
-                .filter(|p| p.status == ProcessStatus::Running)
-                .count() as u32,
+            running_processes: s.processes.iter().filter(|p| p.status == ProcessStatus::Running).count() as u32,
             total_processes: s.processes.len() as u64,
         }
     }

@@ -31,39 +31,17 @@ fn exited() -> ProcessInfo {
 #[test]
 fn error_body_shape() {
     let error = ApiError::from(ProcessError::NotFound(42));
-    assert_eq!(
-        error.body(),
-        r#"{"error":"no process with pid 42","code":"NOT_FOUND"}"#
-    );
-    assert_eq!(
-        error.reply(),
-        Reply {
-            status: 404,
-            body: error.body()
-        }
-    );
+    assert_eq!(error.body(), r#"{"error":"no process with pid 42","code":"NOT_FOUND"}"#);
+    assert_eq!(error.reply(), Reply { status: 404, body: error.body() });
     let quoted = ApiError::invalid_request("bad \"x\"\n");
-    assert_eq!(
-        quoted.body(),
-        r#"{"error":"bad \"x\"\n","code":"INVALID_REQUEST"}"#
-    );
+    assert_eq!(quoted.body(), r#"{"error":"bad \"x\"\n","code":"INVALID_REQUEST"}"#);
 }
 
 #[test]
 fn every_process_error_has_its_status_and_code() {
     for (error, status, code, message) in [
-        (
-            ProcessError::InvalidRequest("rule".into()),
-            400,
-            "INVALID_REQUEST",
-            "rule",
-        ),
-        (
-            ProcessError::NotFound(7),
-            404,
-            "NOT_FOUND",
-            "no process with pid 7",
-        ),
+        (ProcessError::InvalidRequest("rule".into()), 400, "INVALID_REQUEST", "rule"),
+        (ProcessError::NotFound(7), 404, "NOT_FOUND", "no process with pid 7"),
         (
             ProcessError::SpawnFailed("No such file or directory (os error 2)".into()),
             400,
@@ -76,65 +54,30 @@ fn every_process_error_has_its_status_and_code() {
             "STDIN_NOT_AVAILABLE",
             "stdin of process 7 is not available (not a pipe, or already closed)",
         ),
-        (
-            ProcessError::NotRunning(7),
-            400,
-            "NOT_RUNNING",
-            "process 7 is not running",
-        ),
-        (
-            ProcessError::InvalidSignal(99),
-            400,
-            "INVALID_SIGNAL",
-            "signal 99 is not a signal the host delivers",
-        ),
+        (ProcessError::NotRunning(7), 400, "NOT_RUNNING", "process 7 is not running"),
+        (ProcessError::InvalidSignal(99), 400, "INVALID_SIGNAL", "signal 99 is not a signal the host delivers"),
         (
             ProcessError::Denied("command `rm` is not allowed".into()),
             403,
             "DENIED",
             "denied: command `rm` is not allowed",
         ),
-        (
-            ProcessError::LimitExceeded("64 processes".into()),
-            429,
-            "LIMIT_EXCEEDED",
-            "limit exceeded: 64 processes",
-        ),
-        (
-            ProcessError::Internal("pipe broke".into()),
-            500,
-            "INTERNAL",
-            "internal error: pipe broke",
-        ),
+        (ProcessError::LimitExceeded("64 processes".into()), 429, "LIMIT_EXCEEDED", "limit exceeded: 64 processes"),
+        (ProcessError::Internal("pipe broke".into()), 500, "INTERNAL", "internal error: pipe broke"),
     ] {
         let api = ApiError::from(error);
-        assert_eq!(
-            (api.status, api.code, api.message.as_str()),
-            (status, code, message)
-        );
-        assert_eq!(
-            keys(&api.body()),
-            BTreeSet::from(["error".into(), "code".into()])
-        );
+        assert_eq!((api.status, api.code, api.message.as_str()), (status, code, message));
+        assert_eq!(keys(&api.body()), BTreeSet::from(["error".into(), "code".into()]));
     }
 }
 
 #[test]
 fn process_info_has_exactly_the_api_keys() {
-    let expected: BTreeSet<String> = [
-        "pid",
-        "status",
-        "stdin_writable",
-        "command",
-        "args",
-        "started_at",
-        "exit_code",
-        "signal",
-        "ended_at",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
+    let expected: BTreeSet<String> =
+        ["pid", "status", "stdin_writable", "command", "args", "started_at", "exit_code", "signal", "ended_at"]
+            .into_iter()
+            .map(String::from)
+            .collect();
     assert_eq!(keys(&render::process_info(&exited())), expected);
 }
 
@@ -168,30 +111,18 @@ fn process_list_wraps_infos() {
 
 #[test]
 fn output_reply_adds_dropped_lines_only_when_some_were() {
-    let lines = vec![
-        "a".to_owned(),
-        "say \"hi\"\t\u{1}".to_owned(),
-        "日本".to_owned(),
-    ];
+    let lines = vec!["a".to_owned(), "say \"hi\"\t\u{1}".to_owned(), "日本".to_owned()];
     assert_eq!(
         render::output_reply(42, &lines, 0),
         "{\"pid\":42,\"lines\":[\"a\",\"say \\\"hi\\\"\\t\\u0001\",\"日本\"],\"line_count\":3}"
     );
-    assert_eq!(
-        render::output_reply(42, &[], 5),
-        r#"{"pid":42,"lines":[],"line_count":0,"dropped_lines":5}"#
-    );
+    assert_eq!(render::output_reply(42, &[], 5), r#"{"pid":42,"lines":[],"line_count":0,"dropped_lines":5}"#);
 }
 
 #[test]
 fn health_and_info() {
     assert_eq!(render::health(), r#"{"healthy":true}"#);
-    let summary = HostSummary {
-        version: "0.1.0".into(),
-        uptime_secs: 3,
-        running_processes: 1,
-        total_processes: 4,
-    };
+    let summary = HostSummary { version: "0.1.0".into(), uptime_secs: 3, running_processes: 1, total_processes: 4 };
     assert_eq!(
         render::host_info(&summary),
         r#"{"version":"0.1.0","uptime_secs":3,"running_processes":1,"total_processes":4}"#
@@ -203,16 +134,7 @@ fn normalized_request_writes_every_default() {
     let request = StartRequest {
         command: "ls".into(),
         args: vec![],
-        env: vec![
-            EnvVar {
-                name: "Z".into(),
-                value: "1".into(),
-            },
-            EnvVar {
-                name: "A".into(),
-                value: "\"2\"".into(),
-            },
-        ],
+        env: vec![EnvVar { name: "Z".into(), value: "1".into() }, EnvVar { name: "A".into(), value: "\"2\"".into() }],
         working_dir: None,
         stdin_mode: StdinMode::Closed,
         stdout_mode: OutputMode::Capture,
@@ -222,25 +144,14 @@ fn normalized_request_writes_every_default() {
         render::normalized(&request),
         r#"{"command":"ls","args":[],"env":{"Z":"1","A":"\"2\""},"working_dir":null,"stdin_mode":"closed","stdout_mode":"capture","stderr_mode":"discard"}"#
     );
-    let with_dir = StartRequest {
-        working_dir: Some("/tmp".into()),
-        stdin_mode: StdinMode::Pipe,
-        ..request
-    };
+    let with_dir = StartRequest { working_dir: Some("/tmp".into()), stdin_mode: StdinMode::Pipe, ..request };
     let value: Value = serde_json::from_str(&render::normalized(&with_dir)).unwrap();
-    assert_eq!(
-        (value["working_dir"].as_str(), value["stdin_mode"].as_str()),
-        (Some("/tmp"), Some("pipe"))
-    );
+    assert_eq!((value["working_dir"].as_str(), value["stdin_mode"].as_str()), (Some("/tmp"), Some("pipe")));
 }
 
 #[test]
 fn output_line_escapes_everything() {
-    let line = OutputLine {
-        stream: OutputStream::Stderr,
-        line: "a\"b\\c\r\u{7f}\u{1b}[0m é".into(),
-        timestamp: 5,
-    };
+    let line = OutputLine { stream: OutputStream::Stderr, line: "a\"b\\c\r\u{7f}\u{1b}[0m é".into(), timestamp: 5 };
     let json = render::output_line(&line);
     assert!(!json.contains('\n') && !json.contains('\r'));
     let back: Value = serde_json::from_str(&json).unwrap();

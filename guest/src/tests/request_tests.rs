@@ -56,16 +56,7 @@ fn every_field_is_read() {
             command: "python".into(),
             args: vec!["-m".into(), "http.server".into(), String::new()],
             // Body order, not sorted: the host applies them in this order.
-            env: vec![
-                EnvVar {
-                    name: "B".into(),
-                    value: "2".into()
-                },
-                EnvVar {
-                    name: "A".into(),
-                    value: "1=x".into()
-                },
-            ],
+            env: vec![EnvVar { name: "B".into(), value: "2".into() }, EnvVar { name: "A".into(), value: "1=x".into() },],
             working_dir: Some("/tmp".into()),
             stdin_mode: StdinMode::Pipe,
             stdout_mode: OutputMode::Discard,
@@ -76,8 +67,7 @@ fn every_field_is_read() {
 
 #[test]
 fn unicode_and_escapes_survive() {
-    let request =
-        parse_start(r#"{"command":"écho","args":["\"q\"\n","日本"]}"#.as_bytes()).unwrap();
+    let request = parse_start(r#"{"command":"écho","args":["\"q\"\n","日本"]}"#.as_bytes()).unwrap();
     assert_eq!(request.command, "écho");
     assert_eq!(request.args, vec!["\"q\"\n".to_owned(), "日本".to_owned()]);
 }
@@ -85,40 +75,27 @@ fn unicode_and_escapes_survive() {
 #[test]
 fn body_that_is_not_json() {
     let error = start_error(b"hello");
-    assert_eq!(
-        error.message,
-        "request body is not valid JSON: expected value at line 1 column 1"
-    );
+    assert_eq!(error.message, "request body is not valid JSON: expected value at line 1 column 1");
     assert_eq!((error.status, error.code), (400, "INVALID_REQUEST"));
 }
 
 #[test]
 fn truncated_json_reports_the_position() {
     let error = start_error(br#"{"command":"ls""#);
-    assert_eq!(
-        error.message,
-        "request body is not valid JSON: EOF while parsing an object at line 1 column 15"
-    );
+    assert_eq!(error.message, "request body is not valid JSON: EOF while parsing an object at line 1 column 15");
 }
 
 #[test]
 fn trailing_characters_are_refused() {
     let error = start_error(br#"{"command":"ls"} {}"#);
-    assert!(
-        error
-            .message
-            .starts_with("request body is not valid JSON: trailing characters")
-    );
+    assert!(error.message.starts_with("request body is not valid JSON: trailing characters"));
 }
 
 #[test]
 fn body_must_be_an_object() {
     assert_invalid(&[
         ("[]", "request body must be a JSON object, got an array"),
-        (
-            r#""ls""#,
-            "request body must be a JSON object, got a string",
-        ),
+        (r#""ls""#, "request body must be a JSON object, got a string"),
         ("null", "request body must be a JSON object, got null"),
         ("42", "request body must be a JSON object, got a number"),
         ("", "request body is empty; expected a JSON object"),
@@ -129,10 +106,7 @@ fn body_must_be_an_object() {
 #[test]
 fn invalid_utf8_is_refused() {
     let error = start_error(b"{\"command\":\"\xff\"}");
-    assert_eq!(
-        error.message,
-        "request body is not valid UTF-8 (invalid byte at offset 12)"
-    );
+    assert_eq!(error.message, "request body is not valid UTF-8 (invalid byte at offset 12)");
     assert_eq!(error.code, "INVALID_REQUEST");
 }
 
@@ -141,35 +115,14 @@ fn command_rules() {
     let long = format!(r#"{{"command":"{}"}}"#, "c".repeat(4097));
     assert_invalid(&[
         ("{}", "missing field `command`"),
-        (
-            r#"{"command":null}"#,
-            "field `command` must be a string, got null",
-        ),
-        (
-            r#"{"command":1}"#,
-            "field `command` must be a string, got a number",
-        ),
-        (
-            r#"{"command":["ls"]}"#,
-            "field `command` must be a string, got an array",
-        ),
-        (
-            r#"{"command":{}}"#,
-            "field `command` must be a string, got an object",
-        ),
-        (
-            r#"{"command":true}"#,
-            "field `command` must be a string, got a boolean",
-        ),
+        (r#"{"command":null}"#, "field `command` must be a string, got null"),
+        (r#"{"command":1}"#, "field `command` must be a string, got a number"),
+        (r#"{"command":["ls"]}"#, "field `command` must be a string, got an array"),
+        (r#"{"command":{}}"#, "field `command` must be a string, got an object"),
+        (r#"{"command":true}"#, "field `command` must be a string, got a boolean"),
         (r#"{"command":""}"#, "field `command` must not be empty"),
-        (
-            r#"{"command":"l\u0000s"}"#,
-            "field `command` must not contain a NUL byte",
-        ),
-        (
-            &long,
-            "field `command` is 4097 bytes long; at most 4096 are allowed",
-        ),
+        (r#"{"command":"l\u0000s"}"#, "field `command` must not contain a NUL byte"),
+        (&long, "field `command` is 4097 bytes long; at most 4096 are allowed"),
     ]);
     let longest = format!(r#"{{"command":"{}"}}"#, "c".repeat(4096));
     assert!(parse_start(longest.as_bytes()).is_ok());
@@ -179,98 +132,36 @@ fn command_rules() {
 fn args_rules() {
     let long_arg = format!(r#"{{"command":"ls","args":["{}"]}}"#, "a".repeat(131_073));
     assert_invalid(&[
-        (
-            r#"{"command":"ls","args":"-l"}"#,
-            "field `args` must be an array of strings, got a string",
-        ),
-        (
-            r#"{"command":"ls","args":{}}"#,
-            "field `args` must be an array of strings, got an object",
-        ),
-        (
-            r#"{"command":"ls","args":[1]}"#,
-            "field `args[0]` must be a string, got a number",
-        ),
-        (
-            r#"{"command":"ls","args":["a","b","c",null]}"#,
-            "field `args[3]` must be a string, got null",
-        ),
-        (
-            r#"{"command":"ls","args":["a",["b"]]}"#,
-            "field `args[1]` must be a string, got an array",
-        ),
-        (
-            r#"{"command":"ls","args":["a","b\u0000"]}"#,
-            "field `args[1]` must not contain a NUL byte",
-        ),
-        (
-            &long_arg,
-            "field `args[0]` is 131073 bytes long; at most 131072 are allowed",
-        ),
+        (r#"{"command":"ls","args":"-l"}"#, "field `args` must be an array of strings, got a string"),
+        (r#"{"command":"ls","args":{}}"#, "field `args` must be an array of strings, got an object"),
+        (r#"{"command":"ls","args":[1]}"#, "field `args[0]` must be a string, got a number"),
+        (r#"{"command":"ls","args":["a","b","c",null]}"#, "field `args[3]` must be a string, got null"),
+        (r#"{"command":"ls","args":["a",["b"]]}"#, "field `args[1]` must be a string, got an array"),
+        (r#"{"command":"ls","args":["a","b\u0000"]}"#, "field `args[1]` must not contain a NUL byte"),
+        (&long_arg, "field `args[0]` is 131073 bytes long; at most 131072 are allowed"),
     ]);
 }
 
 #[test]
 fn args_count_limit() {
-    let body = |n: usize| {
-        format!(
-            r#"{{"command":"ls","args":[{}]}}"#,
-            vec![r#""x""#; n].join(",")
-        )
-    };
-    assert_eq!(
-        parse_start(body(10_000).as_bytes()).unwrap().args.len(),
-        10_000
-    );
-    assert_invalid(&[(
-        &body(10_001),
-        "field `args` has 10001 elements; at most 10000 are allowed",
-    )]);
+    let body = |n: usize| format!(r#"{{"command":"ls","args":[{}]}}"#, vec![r#""x""#; n].join(","));
+    assert_eq!(parse_start(body(10_000).as_bytes()).unwrap().args.len(), 10_000);
+    assert_invalid(&[(&body(10_001), "field `args` has 10001 elements; at most 10000 are allowed")]);
 }
 
 #[test]
 fn env_rules() {
     assert_invalid(&[
-        (
-            r#"{"command":"ls","env":["A=1"]}"#,
-            "field `env` must be an object of strings, got an array",
-        ),
-        (
-            r#"{"command":"ls","env":"A=1"}"#,
-            "field `env` must be an object of strings, got a string",
-        ),
-        (
-            r#"{"command":"ls","env":{"A":1}}"#,
-            "field `env.A` must be a string, got a number",
-        ),
-        (
-            r#"{"command":"ls","env":{"A":null}}"#,
-            "field `env.A` must be a string, got null",
-        ),
-        (
-            r#"{"command":"ls","env":{"A":{"B":"c"}}}"#,
-            "field `env.A` must be a string, got an object",
-        ),
-        (
-            r#"{"command":"ls","env":{"":"x"}}"#,
-            "field `env.` has an empty variable name",
-        ),
-        (
-            r#"{"command":"ls","env":{"A=B":"x"}}"#,
-            "field `env.A=B`: a variable name must not contain `=`",
-        ),
-        (
-            r#"{"command":"ls","env":{"A\u0000":"x"}}"#,
-            "field `env.A\\0`: a variable name must not contain a NUL byte",
-        ),
-        (
-            r#"{"command":"ls","env":{"A":"x\u0000"}}"#,
-            "field `env.A` must not contain a NUL byte",
-        ),
-        (
-            r#"{"command":"ls","env":{"A":"1","A":"2"}}"#,
-            "duplicate field `env.A`",
-        ),
+        (r#"{"command":"ls","env":["A=1"]}"#, "field `env` must be an object of strings, got an array"),
+        (r#"{"command":"ls","env":"A=1"}"#, "field `env` must be an object of strings, got a string"),
+        (r#"{"command":"ls","env":{"A":1}}"#, "field `env.A` must be a string, got a number"),
+        (r#"{"command":"ls","env":{"A":null}}"#, "field `env.A` must be a string, got null"),
+        (r#"{"command":"ls","env":{"A":{"B":"c"}}}"#, "field `env.A` must be a string, got an object"),
+        (r#"{"command":"ls","env":{"":"x"}}"#, "field `env.` has an empty variable name"),
+        (r#"{"command":"ls","env":{"A=B":"x"}}"#, "field `env.A=B`: a variable name must not contain `=`"),
+        (r#"{"command":"ls","env":{"A\u0000":"x"}}"#, "field `env.A\\0`: a variable name must not contain a NUL byte"),
+        (r#"{"command":"ls","env":{"A":"x\u0000"}}"#, "field `env.A` must not contain a NUL byte"),
+        (r#"{"command":"ls","env":{"A":"1","A":"2"}}"#, "duplicate field `env.A`"),
     ]);
 }
 
@@ -280,53 +171,26 @@ fn env_count_limit() {
         let vars: Vec<String> = (0..n).map(|i| format!(r#""V{i}":"x""#)).collect();
         format!(r#"{{"command":"ls","env":{{{}}}}}"#, vars.join(","))
     };
-    assert_eq!(
-        parse_start(body(1_000).as_bytes()).unwrap().env.len(),
-        1_000
-    );
-    assert_invalid(&[(
-        &body(1_001),
-        "field `env` has 1001 variables; at most 1000 are allowed",
-    )]);
+    assert_eq!(parse_start(body(1_000).as_bytes()).unwrap().env.len(), 1_000);
+    assert_invalid(&[(&body(1_001), "field `env` has 1001 variables; at most 1000 are allowed")]);
 }
 
 #[test]
 fn working_dir_rules() {
-    let long = format!(
-        r#"{{"command":"ls","working_dir":"/{}"}}"#,
-        "d".repeat(4096)
-    );
+    let long = format!(r#"{{"command":"ls","working_dir":"/{}"}}"#, "d".repeat(4096));
     assert_invalid(&[
-        (
-            r#"{"command":"ls","working_dir":5}"#,
-            "field `working_dir` must be a string, got a number",
-        ),
-        (
-            r#"{"command":"ls","working_dir":""}"#,
-            "field `working_dir` must not be empty",
-        ),
-        (
-            r#"{"command":"ls","working_dir":"/t\u0000"}"#,
-            "field `working_dir` must not contain a NUL byte",
-        ),
-        (
-            &long,
-            "field `working_dir` is 4097 bytes long; at most 4096 are allowed",
-        ),
+        (r#"{"command":"ls","working_dir":5}"#, "field `working_dir` must be a string, got a number"),
+        (r#"{"command":"ls","working_dir":""}"#, "field `working_dir` must not be empty"),
+        (r#"{"command":"ls","working_dir":"/t\u0000"}"#, "field `working_dir` must not contain a NUL byte"),
+        (&long, "field `working_dir` is 4097 bytes long; at most 4096 are allowed"),
     ]);
 }
 
 #[test]
 fn enum_fields_take_only_their_spellings() {
     assert_invalid(&[
-        (
-            r#"{"command":"ls","stdin_mode":"open"}"#,
-            r#"field `stdin_mode` must be "closed" or "pipe", got "open""#,
-        ),
-        (
-            r#"{"command":"ls","stdin_mode":1}"#,
-            r#"field `stdin_mode` must be "closed" or "pipe", got a number"#,
-        ),
+        (r#"{"command":"ls","stdin_mode":"open"}"#, r#"field `stdin_mode` must be "closed" or "pipe", got "open""#),
+        (r#"{"command":"ls","stdin_mode":1}"#, r#"field `stdin_mode` must be "closed" or "pipe", got a number"#),
         (
             r#"{"command":"ls","stdout_mode":"pipe"}"#,
             r#"field `stdout_mode` must be "capture" or "discard", got "pipe""#,
@@ -357,10 +221,7 @@ fn quoted_field_names_are_escaped_and_cut_short() {
     assert_eq!(error.message, "unknown field `a\\nb`");
     let long = format!(r#"{{"{}":1}}"#, "x".repeat(1000));
     let error = start_error(long.as_bytes());
-    assert_eq!(
-        error.message,
-        format!("unknown field `{}…`", "x".repeat(64))
-    );
+    assert_eq!(error.message, format!("unknown field `{}…`", "x".repeat(64)));
 }
 
 #[test]
@@ -377,14 +238,8 @@ fn managed_fields_are_not_supported_yet() {
 #[test]
 fn duplicate_fields_are_refused() {
     assert_invalid(&[
-        (
-            r#"{"command":"ls","command":"rm"}"#,
-            "duplicate field `command`",
-        ),
-        (
-            r#"{"command":"ls","args":[],"args":["-l"]}"#,
-            "duplicate field `args`",
-        ),
+        (r#"{"command":"ls","command":"rm"}"#, "duplicate field `command`"),
+        (r#"{"command":"ls","args":[],"args":["-l"]}"#, "duplicate field `args`"),
     ]);
 }
 

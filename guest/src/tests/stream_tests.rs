@@ -12,10 +12,7 @@ fn follow(fake: &Fake, pid: Pid, selector: OutputSelector) -> StreamPosition {
 fn follow_open_checks_the_process() {
     let fake = Fake::new();
     let reply = api::follow_open(&fake, "77", OutputSelector::Stdout).unwrap_err();
-    assert_eq!(
-        reply.body,
-        r#"{"error":"no process with pid 77","code":"NOT_FOUND"}"#
-    );
+    assert_eq!(reply.body, r#"{"error":"no process with pid 77","code":"NOT_FOUND"}"#);
     assert_eq!(reply.status, 404);
     let pid = fake.spawn("tail");
     assert_eq!(
@@ -54,12 +51,7 @@ fn follow_replays_then_streams_then_ends_with_eof() {
     // Nothing new: the step waits (in the host) and sends nothing.
     let idle = api::stream_next(&fake, step.position, 250);
     assert_eq!((idle.frames.as_str(), idle.done), ("", false));
-    assert!(
-        fake.calls()
-            .last()
-            .unwrap()
-            .ends_with("cursor=2 max=1024 wait=250")
-    );
+    assert!(fake.calls().last().unwrap().ends_with("cursor=2 max=1024 wait=250"));
 
     fake.emit(pid, OutputStream::Stdout, "bye");
     fake.exit(pid, 0);
@@ -134,14 +126,7 @@ fn follow_reports_lines_it_missed() {
 #[test]
 fn missed_lines_counts_only_a_skip() {
     let chunk = |lines: usize, next_cursor, dropped| OutputChunk {
-        lines: vec![
-            OutputLine {
-                stream: OutputStream::Stdout,
-                line: String::new(),
-                timestamp: 0
-            };
-            lines
-        ],
+        lines: vec![OutputLine { stream: OutputStream::Stdout, line: String::new(), timestamp: 0 }; lines],
         next_cursor,
         dropped,
         complete: false,
@@ -161,10 +146,7 @@ fn run_open_refuses_bad_bodies_without_starting() {
     assert!(reply.body.contains("field `timeout`"));
     assert!(fake.calls().is_empty());
 
-    fake.fail(
-        "start",
-        ProcessError::SpawnFailed("Permission denied (os error 13)".into()),
-    );
+    fake.fail("start", ProcessError::SpawnFailed("Permission denied (os error 13)".into()));
     let reply = api::run_open(&fake, br#"{"command":"/etc/passwd"}"#).unwrap_err();
     assert_eq!(
         reply.body,
@@ -177,10 +159,7 @@ fn run_streams_data_frames_and_an_exit_frame() {
     let fake = Fake::new();
     let open = api::run_open(&fake, br#"{"command":"sh","args":["-c","echo hi"]}"#).unwrap();
     let pid = open.position.pid;
-    assert_eq!(
-        open.frames,
-        format!("data: {{\"pid\":{pid},\"started_at\":{T0}}}\n\n")
-    );
+    assert_eq!(open.frames, format!("data: {{\"pid\":{pid},\"started_at\":{T0}}}\n\n"));
     assert!(!open.done);
     assert_eq!(
         open.position,
@@ -195,10 +174,7 @@ fn run_streams_data_frames_and_an_exit_frame() {
     );
     let started = fake.0.borrow().started[0].clone();
     assert_eq!(started.stdin_mode, StdinMode::Closed);
-    assert_eq!(
-        (started.stdout_mode, started.stderr_mode),
-        (OutputMode::Capture, OutputMode::Capture)
-    );
+    assert_eq!((started.stdout_mode, started.stderr_mode), (OutputMode::Capture, OutputMode::Capture));
 
     fake.emit(pid, OutputStream::Stdout, "hi");
     fake.emit(pid, OutputStream::Stderr, "warn");
@@ -214,10 +190,7 @@ fn run_streams_data_frames_and_an_exit_frame() {
 
     fake.exit(pid, 3);
     let last = api::stream_next(&fake, step.position, 100);
-    assert_eq!(
-        last.frames,
-        "data: {\"exit_code\":3,\"signal\":null,\"reason\":\"exited\"}\n\n"
-    );
+    assert_eq!(last.frames, "data: {\"exit_code\":3,\"signal\":null,\"reason\":\"exited\"}\n\n");
     assert!(last.done);
 }
 
@@ -227,10 +200,7 @@ fn run_reports_a_signal_it_did_not_send() {
     let open = api::run_open(&fake, br#"{"command":"sleep","timeout":60}"#).unwrap();
     fake.end(open.position.pid, ProcessStatus::Signaled, None, Some(15));
     let last = api::stream_next(&fake, open.position, 0);
-    assert_eq!(
-        last.frames,
-        "data: {\"exit_code\":null,\"signal\":15,\"reason\":\"signaled\"}\n\n"
-    );
+    assert_eq!(last.frames, "data: {\"exit_code\":null,\"signal\":15,\"reason\":\"signaled\"}\n\n");
     assert!(last.done);
     assert!(!fake.calls().iter().any(|c| c.starts_with("kill")));
 }
@@ -238,27 +208,16 @@ fn run_reports_a_signal_it_did_not_send() {
 #[test]
 fn run_timeout_kills_the_group_and_says_timed_out() {
     let fake = Fake::new();
-    let open = api::run_open(
-        &fake,
-        br#"{"command":"sleep","args":["100"],"timeout":1.5}"#,
-    )
-    .unwrap();
+    let open = api::run_open(&fake, br#"{"command":"sleep","args":["100"],"timeout":1.5}"#).unwrap();
     let pid = open.position.pid;
     assert_eq!(open.position.deadline, Some(T0 + 1_500));
 
     // The waits are clamped to the deadline: 1000 ms, then the 500 left.
     let first = api::stream_next(&fake, open.position, 1000);
-    assert_eq!(
-        (first.frames.as_str(), first.done, first.position.timed_out),
-        ("", false, false)
-    );
+    assert_eq!((first.frames.as_str(), first.done, first.position.timed_out), ("", false, false));
     let second = api::stream_next(&fake, first.position, 1000);
     assert_eq!((second.frames.as_str(), second.done), ("", false));
-    let reads: Vec<String> = fake
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("read"))
-        .collect();
+    let reads: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("read")).collect();
     assert_eq!(
         reads,
         vec![
@@ -270,10 +229,7 @@ fn run_timeout_kills_the_group_and_says_timed_out() {
     let last = api::stream_next(&fake, second.position, 1000);
     assert!(fake.calls().contains(&format!("kill {pid}")));
     assert!(last.position.timed_out);
-    assert_eq!(
-        last.frames,
-        "data: {\"exit_code\":null,\"signal\":9,\"reason\":\"timed_out\"}\n\n"
-    );
+    assert_eq!(last.frames, "data: {\"exit_code\":null,\"signal\":9,\"reason\":\"timed_out\"}\n\n");
     assert!(last.done);
 }
 
@@ -285,10 +241,7 @@ fn run_that_ends_by_itself_after_the_deadline_is_not_killed() {
     fake.exit(open.position.pid, 0);
     let last = api::stream_next(&fake, open.position, 1000);
     assert!(!fake.calls().iter().any(|c| c.starts_with("kill")));
-    assert_eq!(
-        last.frames,
-        "data: {\"exit_code\":0,\"signal\":null,\"reason\":\"exited\"}\n\n"
-    );
+    assert_eq!(last.frames, "data: {\"exit_code\":0,\"signal\":null,\"reason\":\"exited\"}\n\n");
 }
 
 #[test]
@@ -299,10 +252,7 @@ fn run_waits_for_a_process_reaped_after_its_output() {
     fake.0.borrow_mut().reaped_late.push(pid);
     let last = api::stream_next(&fake, open.position, 0);
     assert!(fake.calls().contains(&format!("wait {pid} 1000")));
-    assert_eq!(
-        last.frames,
-        "data: {\"exit_code\":0,\"signal\":null,\"reason\":\"exited\"}\n\n"
-    );
+    assert_eq!(last.frames, "data: {\"exit_code\":0,\"signal\":null,\"reason\":\"exited\"}\n\n");
     assert!(last.done);
 }
 
@@ -314,10 +264,7 @@ fn run_error_mid_stream_is_a_data_error_frame() {
     let step = api::stream_next(&fake, open.position.clone(), 0);
     assert_eq!(
         step.frames,
-        format!(
-            "data: {{\"error\":\"no process with pid {}\",\"code\":\"NOT_FOUND\"}}\n\n",
-            open.position.pid
-        )
+        format!("data: {{\"error\":\"no process with pid {}\",\"code\":\"NOT_FOUND\"}}\n\n", open.position.pid)
     );
     assert!(step.done);
 }

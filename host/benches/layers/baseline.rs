@@ -56,7 +56,6 @@ struct App {
 
 type AppState = State<Arc<App>>;
 
-
 async fn start(State(app): AppState, body: Body) -> Response {
     match axum::body::to_bytes(body, app.max_json_body).await {
         Ok(body) => reply(api::start(&Native(&app.table), &body)),
@@ -129,7 +128,14 @@ impl Capability for Native<'_> {
         self.0.close_stdin(pid).map_err(error)
     }
 
-    fn read_output(&self, _: Pid, _: guest::OutputSelector, _: u64, _: u32, _: u32) -> Result<guest::OutputChunk, guest::ProcessError> {
+    fn read_output(
+        &self,
+        _: Pid,
+        _: guest::OutputSelector,
+        _: u64,
+        _: u32,
+        _: u32,
+    ) -> Result<guest::OutputChunk, guest::ProcessError> {
         Err(guest::ProcessError::Internal("not in the baseline".into()))
     }
 

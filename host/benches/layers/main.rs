@@ -25,8 +25,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sandbox_process::types::{OutputMode, StartRequest, StdinMode};
 use sandbox_process::capability::Containment;
+use sandbox_process::types::{OutputMode, StartRequest, StdinMode};
 use sandbox_process::{GuestLimits, GuestRuntime, Limits, Policy, ProcessTable};
 use servers::Server;
 use stats::{Report, Samples, bytes, time};
@@ -75,7 +75,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("__baseline-server") => return baseline::main(args[2].clone(), args[3].parse().unwrap()),
-        Some("__ticker") => return ticker(args[2].parse().unwrap(), args[3].parse().unwrap(), args[4].parse().unwrap()),
+        Some("__ticker") => {
+            return ticker(args[2].parse().unwrap(), args[3].parse().unwrap(), args[4].parse().unwrap());
+        }
         Some("__profile") => return profile(&args[2], args[3].parse().unwrap()),
         _ => {}
     }
@@ -158,7 +160,12 @@ fn profile(what: &str, seconds: u64) {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn true_request() -> StartRequest {
@@ -192,7 +199,8 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
     eprintln!("[1-4] spawn + wait of `true`");
     let table = ProcessTable::new(Policy::default(), Limits::default());
     let spawn_table = ProcessTable::new(Policy { kill_on_host_death: false, ..Policy::default() }, Limits::default());
-    let group_table = ProcessTable::new(Policy { containment: Containment::ProcessGroup, ..Policy::default() }, Limits::default());
+    let group_table =
+        ProcessTable::new(Policy { containment: Containment::ProcessGroup, ..Policy::default() }, Limits::default());
     let runtime = GuestRuntime::new(table.clone(), guest_limits(cfg)).unwrap();
     let mut session = runtime.session().await.unwrap();
     let wait = Duration::from_secs(10);
@@ -211,7 +219,12 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
             let t = Instant::now();
             match kind {
                 0 => {
-                    let status = Command::new("true").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+                    let status = Command::new("true")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .unwrap();
                     assert!(status.success());
                 }
                 1 => native_like_capability(false),
@@ -275,7 +288,12 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
     report.timing("2", "capability: `ProcessTable::start` + `wait`", &samples[2], native);
     report.timing("2b", "capability without PDEATHSIG", &samples[3], native);
     report.timing("2c", "capability with process groups only (no cgroup per child)", &samples[6], native);
-    report.timing("2e", "capability, each after 100 ms idle", &idle, Some(("(1b) after 100 ms idle", idle_native.median())));
+    report.timing(
+        "2e",
+        "capability, each after 100 ms idle",
+        &idle,
+        Some(("(1b) after 100 ms idle", idle_native.median())),
+    );
     report.timing("3", "guest, reused instance: `start` + `wait`", &samples[4], native);
     report.timing("4", "guest, fresh instance (the server's path): `start` + `wait`", &samples[5], native);
     let r4 = samples[5].median() / floor;
@@ -301,7 +319,8 @@ async fn pool_size_effect(cfg: &Config, report: &mut Report) {
     let per = cfg.n(40);
     for round in 0..6 {
         for (i, &size) in sizes.iter().enumerate() {
-            let runtime = GuestRuntime::new(table.clone(), GuestLimits { max_instances: size, ..guest_limits(cfg) }).unwrap();
+            let runtime =
+                GuestRuntime::new(table.clone(), GuestLimits { max_instances: size, ..guest_limits(cfg) }).unwrap();
             drop(runtime.session().await.unwrap());
             mappings[i] = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
             for _ in 0..per {
@@ -317,7 +336,12 @@ async fn pool_size_effect(cfg: &Config, report: &mut Report) {
     let base = samples[sizes.len() - 1].median();
     for (i, size) in sizes.iter().enumerate() {
         let against = if i + 1 == sizes.len() { None } else { Some(("pool of 1", base)) };
-        report.timing("2d", &format!("capability spawn+wait, host holding a pool of {size} ({} mappings)", mappings[i]), &samples[i], against);
+        report.timing(
+            "2d",
+            &format!("capability spawn+wait, host holding a pool of {size} ({} mappings)", mappings[i]),
+            &samples[i],
+            against,
+        );
     }
 }
 
@@ -426,7 +450,12 @@ async fn boundary_layers(cfg: &Config, report: &mut Report) {
     if cfg.runs(5) {
         report.timing("5", "validate natively (`sandbox_process_guest::api::validate`)", &s[0], None);
         report.timing("5b", "validate through wasm, reused instance", &s[1], Some(("(5)", native)));
-        report.timing("5c", "validate through wasm, fresh instance (`GuestRuntime::validate`)", &s[2], Some(("(5)", native)));
+        report.timing(
+            "5c",
+            "validate through wasm, fresh instance (`GuestRuntime::validate`)",
+            &s[2],
+            Some(("(5)", native)),
+        );
         let (rb, rc) = (s[1].median() / native, s[2].median() / native);
         report.verdict("(5b) validation through the wasm boundary ≤ 3x native", format!("{rb:.2}x"), rb <= 3.0);
         report.verdict("(5c) the same with a fresh instance ≤ 3x native", format!("{rc:.2}x"), rc <= 3.0);
@@ -468,9 +497,16 @@ async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
         config.epoch_interruption(true).memory_init_cow(cow);
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(16).total_core_instances(64).total_memories(32).total_tables(64).total_stacks(16).max_memory_size(64 << 20);
+            pool.total_component_instances(16)
+                .total_core_instances(64)
+                .total_memories(32)
+                .total_tables(64)
+                .total_stacks(16)
+                .max_memory_size(64 << 20);
             if resident {
-                pool.pagemap_scan(wasmtime::Enabled::Auto).linear_memory_keep_resident(1 << 20).table_keep_resident(64 << 10);
+                pool.pagemap_scan(wasmtime::Enabled::Auto)
+                    .linear_memory_keep_resident(1 << 20)
+                    .table_keep_resident(64 << 10);
             }
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -501,7 +537,12 @@ async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
     let base = rows[0].1.median();
     for (i, (what, s)) in rows.iter().enumerate() {
         let against = if i == 0 { None } else { Some(("(6c)", base)) };
-        report.timing(&format!("6{}", ["c", "d", "e", "f"][i]), &format!("ablation: create + drop, {what}"), s, against);
+        report.timing(
+            &format!("6{}", ["c", "d", "e", "f"][i]),
+            &format!("ablation: create + drop, {what}"),
+            s,
+            against,
+        );
     }
 }
 
@@ -567,10 +608,26 @@ async fn http_layers(cfg: &Config, report: &mut Report) {
     let r16 = c16[0].median() / c16[1].median();
     let tput = |i: usize| count[i] as f64 / wall[i].as_secs_f64();
     report.timing("7a", "HTTP POST `true`, concurrency 1: native baseline server", &c1[1], None);
-    report.timing("7b", "HTTP POST `true`, concurrency 1: sandbox-process serve", &c1[0], Some(("(7a)", c1[1].median())));
+    report.timing(
+        "7b",
+        "HTTP POST `true`, concurrency 1: sandbox-process serve",
+        &c1[0],
+        Some(("(7a)", c1[1].median())),
+    );
     report.timing("7c", "HTTP POST `true`, concurrency 16: native baseline server", &c16[1], None);
-    report.timing("7d", "HTTP POST `true`, concurrency 16: sandbox-process serve", &c16[0], Some(("(7c)", c16[1].median())));
-    report.value("7e", "throughput at concurrency 16: baseline / sandbox", &count[0].to_string(), format!("{:.0} / {:.0} req/s", tput(1), tput(0)), format!("{:.2}x", tput(1) / tput(0)));
+    report.timing(
+        "7d",
+        "HTTP POST `true`, concurrency 16: sandbox-process serve",
+        &c16[0],
+        Some(("(7c)", c16[1].median())),
+    );
+    report.value(
+        "7e",
+        "throughput at concurrency 16: baseline / sandbox",
+        &count[0].to_string(),
+        format!("{:.0} / {:.0} req/s", tput(1), tput(0)),
+        format!("{:.2}x", tput(1) / tput(0)),
+    );
     report.verdict("(7) HTTP ≤ 1.10x the native baseline, concurrency 1", format!("{r1:.3}x"), r1 <= 1.10);
     report.verdict("(7) HTTP ≤ 1.10x the native baseline, concurrency 16", format!("{r16:.3}x"), r16 <= 1.10);
 }
@@ -693,10 +750,25 @@ async fn scaling_and_memory(cfg: &Config, report: &mut Report) {
             }
         }
         if cfg.runs(9) {
-            report.timing(&format!("9 ({n})"), &format!("GET /processes, {n} live: baseline ({} B body)", list_bytes), &list[1], None);
-            report.timing(&format!("9 ({n})"), &format!("GET /processes, {n} live: sandbox"), &list[0], Some(("baseline", list[1].median())));
+            report.timing(
+                &format!("9 ({n})"),
+                &format!("GET /processes, {n} live: baseline ({} B body)", list_bytes),
+                &list[1],
+                None,
+            );
+            report.timing(
+                &format!("9 ({n})"),
+                &format!("GET /processes, {n} live: sandbox"),
+                &list[0],
+                Some(("baseline", list[1].median())),
+            );
             report.timing(&format!("9 ({n})"), &format!("GET /processes/{{pid}}, {n} live: baseline"), &get[1], None);
-            report.timing(&format!("9 ({n})"), &format!("GET /processes/{{pid}}, {n} live: sandbox"), &get[0], Some(("baseline", get[1].median())));
+            report.timing(
+                &format!("9 ({n})"),
+                &format!("GET /processes/{{pid}}, {n} live: sandbox"),
+                &get[0],
+                Some(("baseline", get[1].median())),
+            );
         }
         list_at.push((n, list[0].median()));
         get_at.push((n, get[0].median()));
@@ -704,7 +776,11 @@ async fn scaling_and_memory(cfg: &Config, report: &mut Report) {
     if cfg.runs(9) {
         let per = |a: (usize, f64), b: (usize, f64)| (b.1 - a.1) / (b.0 - a.0) as f64;
         let get_growth = get_at[2].1 / get_at[0].1;
-        report.verdict("(9) `get` constant in the number of live processes", format!("{get_growth:.2}x from 1 to 1000"), get_growth < 1.5);
+        report.verdict(
+            "(9) `get` constant in the number of live processes",
+            format!("{get_growth:.2}x from 1 to 1000"),
+            get_growth < 1.5,
+        );
         let (slope_lo, slope_hi) = (per(list_at[0], list_at[1]), per(list_at[1], list_at[2]));
         report.verdict(
             "(9) `list` linear, small constant",
@@ -715,7 +791,13 @@ async fn scaling_and_memory(cfg: &Config, report: &mut Report) {
     if cfg.runs(10) {
         for (i, name) in [(0, "sandbox"), (1, "baseline")] {
             report.value("10", &format!("RSS of the {name} server, idle"), "1", bytes(idle[i] as f64), String::new());
-            report.value("10", &format!("RSS of the {name} server, 1000 idle `sleep`s"), "1", bytes(rss1000[i] as f64), String::new());
+            report.value(
+                "10",
+                &format!("RSS of the {name} server, 1000 idle `sleep`s"),
+                "1",
+                bytes(rss1000[i] as f64),
+                String::new(),
+            );
             let per = (rss1000[i] as f64 - rss100[i] as f64) / 900.0;
             report.value("10", &format!("{name}: RSS per idle process (100 → 1000)"), "900", bytes(per), String::new());
             if i == 0 {
@@ -740,7 +822,8 @@ async fn flood_memory(cfg: &Config, report: &mut Report) {
         peak = peak.max(server.rss());
     }
     let last = server.rss();
-    let response = server.request(reqwest::Method::GET, &format!("/api/v1/processes/{pid}/stdout")).send().await.unwrap();
+    let response =
+        server.request(reqwest::Method::GET, &format!("/api/v1/processes/{pid}/stdout")).send().await.unwrap();
     let text = response.text().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let dropped = v["dropped_lines"].as_u64().unwrap_or(0);
@@ -791,7 +874,12 @@ fn cli_cold_start(cfg: &Config, report: &mut Report) {
             let d = match kind {
                 0 => {
                     let t = Instant::now();
-                    Command::new("true").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+                    Command::new("true")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .unwrap();
                     t.elapsed()
                 }
                 1 => run(&["--version"], &cfg.cache),
@@ -806,6 +894,12 @@ fn cli_cold_start(cfg: &Config, report: &mut Report) {
     report.timing("11b", "`sandbox-process --version` (process start, no engine)", &s[1], floor);
     report.timing("11c", "`sandbox-process validate '{\"command\":\"true\"}'` (cache warm)", &s[2], floor);
     report.timing("11d", "`sandbox-process exec '{\"command\":\"true\"}'` (cache warm)", &s[3], floor);
-    report.value("11e", "`sandbox-process exec` first run on a machine (compiles the guest)", "1", time(first.as_nanos() as f64), String::new());
+    report.value(
+        "11e",
+        "`sandbox-process exec` first run on a machine (compiles the guest)",
+        "1",
+        time(first.as_nanos() as f64),
+        String::new(),
+    );
     report.verdict("(11) `sandbox-process exec` of `true` < 15 ms", time(s[3].median()), s[3].median() < 15e6);
 }

@@ -54,12 +54,11 @@ impl Server {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("the {name} server reports its address"));
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap();
+        let addr = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("the {name} server reports its address"));
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(64).build().unwrap();
         Server { name, child, base: format!("http://{addr}"), client }
     }
 

@@ -90,11 +90,7 @@ fn index(stream: OutputStream) -> usize {
 }
 
 fn stream_at(index: usize) -> OutputStream {
-    if index == 0 {
-        OutputStream::Stdout
-    } else {
-        OutputStream::Stderr
-    }
+    if index == 0 { OutputStream::Stdout } else { OutputStream::Stderr }
 }
 
 /// The streams a selector reads.
@@ -134,12 +130,7 @@ fn char_boundary_cut(bytes: &[u8]) -> usize {
 impl Capture {
     /// An empty capture. A stream that is not captured (discarded) counts as
     /// already at end of file. `max_line_bytes` is raised to 4 if lower.
-    pub(crate) fn new(
-        capture_bytes: usize,
-        max_line_bytes: usize,
-        stdout: bool,
-        stderr: bool,
-    ) -> Self {
+    pub(crate) fn new(capture_bytes: usize, max_line_bytes: usize, stdout: bool, stderr: bool) -> Self {
         let mut streams: [StreamBuf; 2] = Default::default();
         streams[0].done = !stdout;
         streams[1].done = !stderr;
@@ -209,12 +200,7 @@ impl Capture {
         let index = buf.emitted;
         buf.emitted += 1;
         buf.bytes += text.len() + LINE_OVERHEAD_BYTES;
-        buf.lines.push_back(Line {
-            seq,
-            index,
-            timestamp,
-            text,
-        });
+        buf.lines.push_back(Line { seq, index, timestamp, text });
         while buf.bytes > self.capture_bytes {
             let Some(old) = buf.lines.pop_front() else {
                 break;
@@ -270,12 +256,7 @@ impl Capture {
     /// newest line of one stream dropped while older lines of the other are
     /// retained) and keeps a fresh cursor. `complete` says that no line will
     /// ever follow.
-    pub(crate) fn read(
-        &self,
-        selector: OutputSelector,
-        cursor: u64,
-        max_lines: usize,
-    ) -> OutputChunk {
+    pub(crate) fn read(&self, selector: OutputSelector, cursor: u64, max_lines: usize) -> OutputChunk {
         let sel = selected(selector);
         let merged = sel.len() > 1;
         // The cursor space of this selection.
@@ -289,18 +270,10 @@ impl Capture {
         let mut lines = Vec::new();
         let mut last_key = None;
         while lines.len() < max_lines {
-            let next = sel
-                .iter()
-                .copied()
-                .filter_map(|s| head(&at, s).map(|(seq, key)| (seq, key, s)))
-                .min();
+            let next = sel.iter().copied().filter_map(|s| head(&at, s).map(|(seq, key)| (seq, key, s))).min();
             let Some((_, key, s)) = next else { break };
             let line = &self.streams[s].lines[at[s]];
-            lines.push(OutputLine {
-                stream: stream_at(s),
-                line: line.text.to_string(),
-                timestamp: line.timestamp,
-            });
+            lines.push(OutputLine { stream: stream_at(s), line: line.text.to_string(), timestamp: line.timestamp });
             at[s] += 1;
             last_key = Some(key);
         }

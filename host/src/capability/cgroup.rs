@@ -141,15 +141,12 @@ impl Setup {
 
     /// A cgroup for the child that will start as number `order`, and its
     /// open directory; `None` without cgroups.
-    pub(crate) fn child(
-        &self,
-        order: u64,
-    ) -> Result<Option<(Arc<ChildCgroup>, OwnedFd)>, ProcessError> {
+    pub(crate) fn child(&self, order: u64) -> Result<Option<(Arc<ChildCgroup>, OwnedFd)>, ProcessError> {
         match self {
             Setup::Groups(_) => Ok(None),
-            Setup::Refused(why) => Err(ProcessError::Internal(format!(
-                "cgroup containment is required but unavailable: {why}"
-            ))),
+            Setup::Refused(why) => {
+                Err(ProcessError::Internal(format!("cgroup containment is required but unavailable: {why}")))
+            }
             Setup::Cgroups(c) => c
                 .child(order)
                 .map(Some)
@@ -250,10 +247,9 @@ impl Cgroups {
     /// Creates the table's cgroup under this process's own, after removing
     /// what dead hosts left there (once per process).
     fn create(keep: bool) -> Result<Cgroups, String> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-        let own = fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+        let mountinfo =
+            fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+        let own = fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
         let parent = own_cgroup_dir(&mountinfo, &own)?;
         let me = identity()?;
         static CLEANED: Once = Once::new();
@@ -264,10 +260,7 @@ impl Cgroups {
         let n = TABLES.fetch_add(1, Ordering::Relaxed) + 1;
         let dir = parent.join(me.dir_name(n, keep));
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let cgroups = Cgroups {
-            dir,
-            children: Mutex::default(),
-        };
+        let cgroups = Cgroups { dir, children: Mutex::default() };
         // Dropped (and the directory removed) if a check fails.
         cgroups.check()?;
         Ok(cgroups)
@@ -276,10 +269,7 @@ impl Cgroups {
     /// Checks that the new cgroup can do what is needed of it.
     fn check(&self) -> Result<(), String> {
         if !self.dir.join("cgroup.kill").exists() {
-            return Err(format!(
-                "{} has no cgroup.kill (Linux 5.14 or later is needed)",
-                self.dir.display()
-            ));
+            return Err(format!("{} has no cgroup.kill (Linux 5.14 or later is needed)", self.dir.display()));
         }
         match fs::read_to_string(self.dir.join("cgroup.type")) {
             Ok(t) if t.trim() == "domain" => Ok(()),
@@ -341,12 +331,7 @@ impl Cgroups {
     /// forgets the removed ones. The directories are removed outside the
     /// lock; cgroups still running cost a flag check.
     pub(crate) fn tidy(&self) {
-        let candidates: Vec<_> = self
-            .lock()
-            .values()
-            .filter(|c| c.is_reaped())
-            .cloned()
-            .collect();
+        let candidates: Vec<_> = self.lock().values().filter(|c| c.is_reaped()).cloned().collect();
         if candidates.is_empty() {
             return;
         }
@@ -355,8 +340,7 @@ impl Cgroups {
             removed |= child.try_remove();
         }
         if removed {
-            self.lock()
-                .retain(|_, c| !c.removed.load(Ordering::Acquire));
+            self.lock().retain(|_, c| !c.removed.load(Ordering::Acquire));
         }
     }
 
@@ -478,10 +462,7 @@ impl Owner {
     /// if its processes may outlive the owner.
     pub(crate) fn dir_name(&self, n: u64, keep: bool) -> String {
         let keep = if keep { KEEP } else { "" };
-        format!(
-            "{PREFIX}{}-{}-{}-{n}{keep}",
-            self.pidns, self.pid, self.start
-        )
+        format!("{PREFIX}{}-{}-{}-{n}{keep}", self.pidns, self.pid, self.start)
     }
 
     /// The owner of a directory named by `dir_name`, and its `keep`.
@@ -516,17 +497,10 @@ impl Owner {
 fn identity() -> Result<Owner, String> {
     static ME: OnceLock<Result<Owner, String>> = OnceLock::new();
     ME.get_or_init(|| {
-        let pidns = fs::metadata("/proc/self/ns/pid")
-            .map_err(|e| format!("reading /proc/self/ns/pid: {e}"))?
-            .ino();
-        let stat = fs::read_to_string("/proc/self/stat")
-            .map_err(|e| format!("reading /proc/self/stat: {e}"))?;
+        let pidns = fs::metadata("/proc/self/ns/pid").map_err(|e| format!("reading /proc/self/ns/pid: {e}"))?.ino();
+        let stat = fs::read_to_string("/proc/self/stat").map_err(|e| format!("reading /proc/self/stat: {e}"))?;
         let start = start_time(&stat).ok_or("no start time in /proc/self/stat")?;
-        Ok(Owner {
-            pidns,
-            pid: std::process::id(),
-            start,
-        })
+        Ok(Owner { pidns, pid: std::process::id(), start })
     })
     .clone()
 }
@@ -606,9 +580,7 @@ pub(crate) fn own_cgroup_dir(mountinfo: &str, cgroup: &str) -> Result<PathBuf, S
             continue;
         }
         let fields: Vec<&str> = left.split_whitespace().collect();
-        let (Some(root), Some(point), Some(options)) =
-            (fields.get(3), fields.get(4), fields.get(5))
-        else {
+        let (Some(root), Some(point), Some(options)) = (fields.get(3), fields.get(4), fields.get(5)) else {
             continue;
         };
         let (root, point) = (unescape(root), unescape(point));
@@ -639,9 +611,7 @@ fn unescape(field: &str) -> String {
             && let Some(digits) = bytes.get(i + 1..i + 4)
             && digits.iter().all(|d| (b'0'..=b'7').contains(d))
         {
-            let value = digits
-                .iter()
-                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
             if let Ok(byte) = u8::try_from(value) {
                 out.push(byte);
                 i += 4;

@@ -37,8 +37,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The child's own stack: it only makes system calls through libc.
 const CHILD_STACK: usize = 64 << 10;
@@ -176,9 +176,15 @@ fn launch_with(launch: &Launch, into_cgroup: bool) -> io::Result<Launched> {
         // It exited (that is what resumed us): reap it now.
         let mut status = 0;
         // SAFETY: waitpid on our own child.
-        while unsafe { libc::waitpid(pid, &mut status, 0) } == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {}
+        while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
         let os = io::Error::from_raw_os_error(errno);
-        return Err(if step == STEP_EXEC { os } else { io::Error::new(os.kind(), format!("{}: {os}", STEPS[step as usize])) });
+        return Err(if step == STEP_EXEC {
+            os
+        } else {
+            io::Error::new(os.kind(), format!("{}: {os}", STEPS[step as usize]))
+        });
     }
     Ok(Launched { pid, stdin: stdin_host, stdout: stdout_host, stderr: stderr_host })
 }
@@ -394,7 +400,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 fn cstring(s: &OsStr, what: &str) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")))
+    CString::new(s.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")))
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {

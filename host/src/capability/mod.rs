@@ -39,9 +39,7 @@ use tokio::time::Instant;
 pub use capture::LINE_OVERHEAD_BYTES;
 pub use policy::{Containment, DEFAULT_PATH, Limits, Policy};
 
-use crate::types::{
-    HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest,
-};
+use crate::types::{HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest};
 use capture::Capture;
 use policy::CheckedPolicy;
 use process::Proc;
@@ -58,9 +56,7 @@ const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The wall clock in milliseconds since the Unix epoch.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The processes a host started, and the capability's operations on them.
@@ -89,9 +85,7 @@ impl ProcessTable {
     /// created (and, at the first table of the process, the cgroups that
     /// hosts killed earlier left behind are cleaned up).
     pub fn new(policy: Policy, limits: Limits) -> Self {
-        ProcessTable {
-            inner: Arc::new(Inner::new(CheckedPolicy::new(policy), limits)),
-        }
+        ProcessTable { inner: Arc::new(Inner::new(CheckedPolicy::new(policy), limits)) }
     }
 
     /// Starts a process: checks the policy and limits, resolves the
@@ -101,9 +95,8 @@ impl ProcessTable {
     /// Must be called within a tokio runtime (with I/O and time enabled):
     /// the child's pipes and reaper live on it.
     pub fn start(&self, req: StartRequest) -> Result<ProcessInfo, ProcessError> {
-        let handle = Handle::try_current().map_err(|_| {
-            ProcessError::Internal("starting a process needs a tokio runtime".to_owned())
-        })?;
+        let handle = Handle::try_current()
+            .map_err(|_| ProcessError::Internal("starting a process needs a tokio runtime".to_owned()))?;
         let prepared = self.inner.policy.prepare(&req)?;
         let order = self.inner.reserve()?;
         let (cgroup, cgroup_dir) = match self.inner.containment.child(order) {
@@ -115,23 +108,17 @@ impl ProcessTable {
             }
         };
         let kill_on_host_death = self.inner.policy.policy.kill_on_host_death;
-        let mut child = match spawn::spawn(
-            &self.inner.spawner,
-            &handle,
-            &prepared,
-            &req,
-            kill_on_host_death,
-            cgroup_dir,
-        ) {
-            Ok(child) => child,
-            Err(e) => {
-                if let (Some(cgroups), Some(cgroup)) = (self.inner.containment.cgroups(), &cgroup) {
-                    cgroups.discard(cgroup);
+        let mut child =
+            match spawn::spawn(&self.inner.spawner, &handle, &prepared, &req, kill_on_host_death, cgroup_dir) {
+                Ok(child) => child,
+                Err(e) => {
+                    if let (Some(cgroups), Some(cgroup)) = (self.inner.containment.cgroups(), &cgroup) {
+                        cgroups.discard(cgroup);
+                    }
+                    self.inner.unreserve();
+                    return Err(e);
                 }
-                self.inner.unreserve();
-                return Err(e);
-            }
-        };
+            };
         let pid = child.pid;
         let capture = Capture::new(
             self.inner.limits.capture_bytes,
@@ -140,10 +127,7 @@ impl ProcessTable {
             child.stderr.is_some(),
         );
         let stdin = Stdin::new(child.stdin.take());
-        let proc = Arc::new(
-            Proc::new(pid, order, req.command, req.args, now_ms(), stdin, capture)
-                .with_cgroup(cgroup),
-        );
+        let proc = Arc::new(Proc::new(pid, order, req.command, req.args, now_ms(), stdin, capture).with_cgroup(cgroup));
         let registered = self.inner.register(&proc);
         if registered.is_err() {
             // A shutdown began while we spawned: it could not see this
@@ -192,12 +176,8 @@ impl ProcessTable {
         match signal::signal_group(pid, signal) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(ProcessError::NotRunning(pid)),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                Err(ProcessError::InvalidSignal(signal))
-            }
-            Err(e) => Err(ProcessError::Internal(format!(
-                "signal {signal} to group {pid}: {e}"
-            ))),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(ProcessError::InvalidSignal(signal)),
+            Err(e) => Err(ProcessError::Internal(format!("signal {signal} to group {pid}: {e}"))),
         }
     }
 
@@ -227,20 +207,14 @@ impl ProcessTable {
     /// not read it within [`Limits::stdin_write_timeout`].
     pub async fn write_stdin(&self, pid: u32, data: Vec<u8>) -> Result<(), ProcessError> {
         let proc = self.inner.find(pid)?;
-        proc.stdin
-            .write(pid, &data, self.inner.limits.stdin_write_timeout)
-            .await
+        proc.stdin.write(pid, &data, self.inner.limits.stdin_write_timeout).await
     }
 
     /// Closes the stdin pipe of `pid` (the child reads end of file), even
     /// while a write is blocked on it. Fails with `stdin-not-available` if
     /// there is no open pipe.
     pub fn close_stdin(&self, pid: u32) -> Result<(), ProcessError> {
-        if self.inner.find(pid)?.stdin.close() {
-            Ok(())
-        } else {
-            Err(ProcessError::StdinNotAvailable(pid))
-        }
+        if self.inner.find(pid)?.stdin.close() { Ok(()) } else { Err(ProcessError::StdinNotAvailable(pid)) }
     }
 
     /// At most `max_lines` captured lines of `pid` from `cursor` on (0 is
@@ -348,10 +322,7 @@ async fn wait_ended(proc: &Proc, deadline: Instant) -> bool {
         if !proc.is_running() {
             return true;
         }
-        if !matches!(
-            tokio::time::timeout_at(deadline, changes.changed()).await,
-            Ok(Ok(()))
-        ) {
+        if !matches!(tokio::time::timeout_at(deadline, changes.changed()).await, Ok(Ok(()))) {
             return !proc.is_running();
         }
     }

@@ -164,16 +164,9 @@ fn canonical_or_same(path: &Path) -> PathBuf {
 
 impl CheckedPolicy {
     pub(crate) fn new(policy: Policy) -> Self {
-        let allowed = policy
-            .allowed_commands
-            .as_ref()
-            .map(|list| list.iter().map(|p| canonical_or_same(p)).collect());
+        let allowed = policy.allowed_commands.as_ref().map(|list| list.iter().map(|p| canonical_or_same(p)).collect());
         let root = policy.working_dir_root.as_deref().map(canonical_or_same);
-        CheckedPolicy {
-            policy,
-            allowed,
-            root,
-        }
+        CheckedPolicy { policy, allowed, root }
     }
 
     /// Checks `req` against the policy and resolves it; nothing is spawned.
@@ -181,11 +174,7 @@ impl CheckedPolicy {
         check_syntax(req)?;
         let env = self.environment(req)?;
         let dir = self.working_dir(req.working_dir.as_deref())?;
-        let path = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str());
+        let path = env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
         let program = resolve_command(&req.command, &dir, path)?;
         if let Some(allowed) = &self.allowed
             && !allowed.contains(&program)
@@ -204,10 +193,7 @@ impl CheckedPolicy {
         let mut env = self.policy.base_env.clone();
         for var in &req.env {
             if self.policy.forbidden_env.contains(&var.name) {
-                return Err(ProcessError::Denied(format!(
-                    "env `{}` is forbidden by policy",
-                    var.name
-                )));
+                return Err(ProcessError::Denied(format!("env `{}` is forbidden by policy", var.name)));
             }
             env.retain(|(k, _)| *k != var.name);
             env.push((var.name.clone(), var.value.clone()));
@@ -222,8 +208,7 @@ impl CheckedPolicy {
             None => (default.display().to_string(), default.clone()),
             Some(dir) => (dir.to_owned(), default.join(dir)), // join keeps an absolute `dir`
         };
-        let failed =
-            |reason: String| ProcessError::SpawnFailed(format!("working_dir `{shown}`: {reason}"));
+        let failed = |reason: String| ProcessError::SpawnFailed(format!("working_dir `{shown}`: {reason}"));
         let dir = path.canonicalize().map_err(|e| failed(e.to_string()))?;
         if !dir.is_dir() {
             return Err(failed("Not a directory".to_owned()));
@@ -259,10 +244,7 @@ fn check_syntax(req: &StartRequest) -> Result<(), ProcessError> {
     }
     for var in &req.env {
         if var.name.is_empty() || var.name.contains(['=', '\0']) || var.value.contains('\0') {
-            return invalid(format!(
-                "env `{}`: a name is non-empty without `=` or NUL, a value has no NUL",
-                var.name
-            ));
+            return invalid(format!("env `{}`: a name is non-empty without `=` or NUL, a value has no NUL", var.name));
         }
     }
     Ok(())
@@ -270,8 +252,7 @@ fn check_syntax(req: &StartRequest) -> Result<(), ProcessError> {
 
 /// True for a regular file with at least one execute bit.
 fn is_executable_file(path: &Path) -> bool {
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Finds the executable `command` names, the way `execvp` would but with
@@ -281,18 +262,10 @@ fn is_executable_file(path: &Path) -> bool {
 /// (which mean the working directory to a shell) are skipped, so a request
 /// can't run a file it just dropped into its own directory by a bare name.
 /// Returns the canonical path.
-pub(crate) fn resolve_command(
-    command: &str,
-    dir: &Path,
-    path: Option<&str>,
-) -> Result<PathBuf, ProcessError> {
-    let failed =
-        |reason: String| ProcessError::SpawnFailed(format!("command `{command}`: {reason}"));
+pub(crate) fn resolve_command(command: &str, dir: &Path, path: Option<&str>) -> Result<PathBuf, ProcessError> {
+    let failed = |reason: String| ProcessError::SpawnFailed(format!("command `{command}`: {reason}"));
     if command.contains('/') {
-        let program = dir
-            .join(command)
-            .canonicalize()
-            .map_err(|e| failed(e.to_string()))?;
+        let program = dir.join(command).canonicalize().map_err(|e| failed(e.to_string()))?;
         let meta = program.metadata().map_err(|e| failed(e.to_string()))?;
         if !meta.is_file() {
             return Err(failed("not a regular file".to_owned()));
@@ -313,9 +286,7 @@ pub(crate) fn resolve_command(
         .map(|d| d.join(command))
         .find(|candidate| is_executable_file(candidate))
         .and_then(|candidate| candidate.canonicalize().ok())
-        .ok_or_else(|| {
-            ProcessError::SpawnFailed(format!("command `{command}` not found on PATH ({path})"))
-        })
+        .ok_or_else(|| ProcessError::SpawnFailed(format!("command `{command}` not found on PATH ({path})")))
 }
 
 #[cfg(test)]

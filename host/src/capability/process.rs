@@ -43,12 +43,7 @@ impl End {
                 (ProcessStatus::Exited, Some(-1), None)
             }
         };
-        End {
-            status,
-            exit_code,
-            signal,
-            ended_at,
-        }
+        End { status, exit_code, signal, ended_at }
     }
 }
 
@@ -98,11 +93,7 @@ impl Proc {
             started_at,
             stdin,
             cgroup: None,
-            state: Mutex::new(State {
-                end: None,
-                capture,
-                group_alive: true,
-            }),
+            state: Mutex::new(State { end: None, capture, group_alive: true }),
             changed: watch::Sender::new(0),
         }
     }
@@ -151,12 +142,7 @@ impl Proc {
     }
 
     /// Captured lines after `cursor`.
-    pub(crate) fn read(
-        &self,
-        selector: OutputSelector,
-        cursor: u64,
-        max_lines: usize,
-    ) -> OutputChunk {
+    pub(crate) fn read(&self, selector: OutputSelector, cursor: u64, max_lines: usize) -> OutputChunk {
         self.lock().capture.read(selector, cursor, max_lines)
     }
 

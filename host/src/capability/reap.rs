@@ -80,7 +80,6 @@ impl ExitWatch {
             }
         }
     }
-
 }
 
 impl Drop for ExitWatch {

@@ -21,11 +21,7 @@ pub(crate) const MAX_SIGNAL: i32 = 64;
 
 /// Checks that `signal` is a number the host delivers (1 to 64).
 pub(crate) fn check(signal: i32) -> Result<(), ProcessError> {
-    if (1..=MAX_SIGNAL).contains(&signal) {
-        Ok(())
-    } else {
-        Err(ProcessError::InvalidSignal(signal))
-    }
+    if (1..=MAX_SIGNAL).contains(&signal) { Ok(()) } else { Err(ProcessError::InvalidSignal(signal)) }
 }
 
 /// The (positive) group id of the child `pid`, refusing ids that would make
@@ -46,11 +42,7 @@ pub(crate) fn signal_group(pid: u32, signal: i32) -> io::Result<()> {
     let id = group_id(pid)?;
     // SAFETY: kill has no memory-safety preconditions; `-id` names one
     // process group, never 0 or -1 (see `group_id`).
-    if unsafe { libc::kill(-id, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if unsafe { libc::kill(-id, signal) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// SIGKILL to the group led by `pid`; true if the group may still have

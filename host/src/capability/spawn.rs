@@ -35,9 +35,9 @@ use tokio::runtime::Handle;
 
 use super::Inner;
 use super::launch::{self, Launch};
-use super::reap::ExitWatch;
 use super::policy::Prepared;
 use super::process::{End, Proc};
+use super::reap::ExitWatch;
 use crate::types::{OutputMode, OutputStream, ProcessError, StartRequest, StdinMode};
 
 /// The read buffer of a pump starts this small, so that a thousand quiet
@@ -58,10 +58,7 @@ pub(crate) struct Spawner;
 
 impl Spawner {
     /// Runs `job` on the spawner thread and returns its result.
-    fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ProcessError> {
+    fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, ProcessError> {
         let internal = |what: &str| ProcessError::Internal(format!("spawner thread: {what}"));
         let (reply, result) = mpsc::sync_channel(1);
         let job: Job = Box::new(move || {
@@ -175,7 +172,9 @@ fn abandon(pid: libc::pid_t) {
         libc::kill(-pid, libc::SIGKILL);
         libc::kill(pid, libc::SIGKILL);
         let mut status = 0;
-        while libc::waitpid(pid, &mut status, 0) == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {}
+        while libc::waitpid(pid, &mut status, 0) == -1
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
     }
 }
 
@@ -196,12 +195,7 @@ pub(crate) fn serve(handle: &Handle, mut child: Child, proc: &Arc<Proc>, table: 
 
 /// Reads one pipe into the capture until end of file (which comes when
 /// every member of the group holding it has closed or exited).
-async fn pump(
-    proc: Arc<Proc>,
-    stream: OutputStream,
-    mut pipe: impl AsyncRead + Unpin,
-    table: Weak<Inner>,
-) {
+async fn pump(proc: Arc<Proc>, stream: OutputStream, mut pipe: impl AsyncRead + Unpin, table: Weak<Inner>) {
     let mut buf = vec![0u8; READ_BUF_MIN];
     loop {
         match pipe.read(&mut buf).await {

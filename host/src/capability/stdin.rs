@@ -62,11 +62,7 @@ impl Drop for Restore<'_> {
 
 /// `10s` or `1500ms`: how a timeout reads in an error message.
 fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
 impl Stdin {
@@ -76,11 +72,7 @@ impl Stdin {
             Some(pipe) => Slot::Idle(pipe),
             None => Slot::NotPipe,
         };
-        Stdin {
-            slot: Mutex::new(slot),
-            writer: tokio::sync::Mutex::new(()),
-            closed: watch::Sender::new(false),
-        }
+        Stdin { slot: Mutex::new(slot), writer: tokio::sync::Mutex::new(()), closed: watch::Sender::new(false) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -111,22 +103,10 @@ impl Stdin {
 
     /// Writes all of `data`, waiting at most `timeout` (for earlier writers
     /// and for the child to read).
-    pub(crate) async fn write(
-        &self,
-        pid: u32,
-        data: &[u8],
-        timeout: Duration,
-    ) -> Result<(), ProcessError> {
+    pub(crate) async fn write(&self, pid: u32, data: &[u8], timeout: Duration) -> Result<(), ProcessError> {
         let deadline = Instant::now() + timeout;
-        let too_slow = || {
-            ProcessError::LimitExceeded(format!(
-                "child did not read stdin within {}",
-                human(timeout)
-            ))
-        };
-        let _turn = tokio::time::timeout_at(deadline, self.writer.lock())
-            .await
-            .map_err(|_| too_slow())?;
+        let too_slow = || ProcessError::LimitExceeded(format!("child did not read stdin within {}", human(timeout)));
+        let _turn = tokio::time::timeout_at(deadline, self.writer.lock()).await.map_err(|_| too_slow())?;
         let mut closed = self.closed.subscribe();
         let pipe = {
             let mut slot = self.lock();
@@ -139,10 +119,7 @@ impl Stdin {
                 }
             }
         };
-        let mut restore = Restore {
-            stdin: self,
-            pipe: Some(pipe),
-        };
+        let mut restore = Restore { stdin: self, pipe: Some(pipe) };
         let pipe = restore.pipe.as_mut().expect("just put there");
         tokio::select! {
             written = pipe.write_all(data) => match written {

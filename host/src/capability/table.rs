@@ -54,10 +54,7 @@ pub(crate) struct Table {
 impl Inner {
     pub(crate) fn new(policy: CheckedPolicy, limits: Limits) -> Self {
         Inner {
-            containment: Setup::new(
-                policy.policy.containment,
-                !policy.policy.kill_on_host_death,
-            ),
+            containment: Setup::new(policy.policy.containment, !policy.policy.kill_on_host_death),
             policy,
             limits,
             born: Instant::now(),
@@ -74,20 +71,14 @@ impl Inner {
 
     /// The process `pid`, or `not-found`.
     pub(crate) fn find(&self, pid: u32) -> Result<Arc<Proc>, ProcessError> {
-        self.lock()
-            .procs
-            .get(&pid)
-            .cloned()
-            .ok_or(ProcessError::NotFound(pid))
+        self.lock().procs.get(&pid).cloned().ok_or(ProcessError::NotFound(pid))
     }
 
     /// Reserves a live slot for a start; returns the start order.
     pub(crate) fn reserve(&self) -> Result<u64, ProcessError> {
         let mut t = self.lock();
         if t.closing {
-            return Err(ProcessError::Internal(
-                "the host is shutting down".to_owned(),
-            ));
+            return Err(ProcessError::Internal("the host is shutting down".to_owned()));
         }
         if t.live >= self.limits.max_processes {
             return Err(ProcessError::LimitExceeded(format!(
@@ -113,9 +104,7 @@ impl Inner {
     pub(crate) fn register(&self, proc: &Arc<Proc>) -> Result<(), ProcessError> {
         let mut t = self.lock();
         if t.closing {
-            return Err(ProcessError::Internal(
-                "the host is shutting down".to_owned(),
-            ));
+            return Err(ProcessError::Internal("the host is shutting down".to_owned()));
         }
         t.total += 1;
         if let Some(old) = t.procs.insert(proc.pid, proc.clone()) {

@@ -17,7 +17,10 @@ const REFUSED: u8 = 2;
 /// Validates through the guest; prints the normalized request or the error.
 pub async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let body = read_request(&args.request)?;
-    let runtime = GuestRuntime::new(ProcessTable::new(sandbox_process::Policy::default(), sandbox_process::Limits::default()), one_shot(args.guest.guest_limits()))?;
+    let runtime = GuestRuntime::new(
+        ProcessTable::new(sandbox_process::Policy::default(), sandbox_process::Limits::default()),
+        one_shot(args.guest.guest_limits()),
+    )?;
     let reply = runtime.validate(&body).await?;
     Ok(print_reply(&reply, 200))
 }
@@ -112,4 +115,3 @@ async fn stream_until_exit(processes: &ProcessTable, pid: u32) -> Result<u8> {
         ProcessStatus::Running => bail!("process {pid} still running after its output ended"),
     })
 }
-

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use sandbox_process::capability::{Limits, Policy, ProcessTable};
 use sandbox_process::types::{
-    OutputChunk, OutputLine, OutputMode, OutputSelector, ProcessInfo, ProcessStatus, StartRequest,
-    StdinMode,
+    OutputChunk, OutputLine, OutputMode, OutputSelector, ProcessInfo, ProcessStatus, StartRequest, StdinMode,
 };
 
 /// The bound on every wait in the tests: generous, since a loaded machine
@@ -32,18 +31,12 @@ pub fn request(command: &str, args: &[&str]) -> StartRequest {
 
 /// `request` with stdin a pipe.
 pub fn piped(command: &str, args: &[&str]) -> StartRequest {
-    StartRequest {
-        stdin_mode: StdinMode::Pipe,
-        ..request(command, args)
-    }
+    StartRequest { stdin_mode: StdinMode::Pipe, ..request(command, args) }
 }
 
 /// The default policy, starting in the system's temporary directory.
 pub fn policy() -> Policy {
-    Policy {
-        default_working_dir: std::env::temp_dir(),
-        ..Policy::default()
-    }
+    Policy { default_working_dir: std::env::temp_dir(), ..Policy::default() }
 }
 
 /// A table with the default policy and limits.
@@ -54,38 +47,24 @@ pub fn table() -> ProcessTable {
 /// Waits (bounded) for `pid` to end and returns its info.
 pub async fn ended(table: &ProcessTable, pid: u32) -> ProcessInfo {
     let info = table.wait(pid, BOUND).await.unwrap();
-    assert_ne!(
-        info.status,
-        ProcessStatus::Running,
-        "pid {pid} did not end within {BOUND:?}"
-    );
+    assert_ne!(info.status, ProcessStatus::Running, "pid {pid} did not end within {BOUND:?}");
     info
 }
 
 /// Every line of `selector` until the output is complete, and the last
 /// chunk read.
-pub async fn read_all(
-    table: &ProcessTable,
-    pid: u32,
-    selector: OutputSelector,
-) -> (Vec<OutputLine>, OutputChunk) {
+pub async fn read_all(table: &ProcessTable, pid: u32, selector: OutputSelector) -> (Vec<OutputLine>, OutputChunk) {
     let deadline = tokio::time::Instant::now() + BOUND;
     let mut lines = Vec::new();
     let mut cursor = 0;
     loop {
-        let chunk = table
-            .read_output(pid, selector, cursor, 1000, BOUND)
-            .await
-            .unwrap();
+        let chunk = table.read_output(pid, selector, cursor, 1000, BOUND).await.unwrap();
         lines.extend(chunk.lines.iter().cloned());
         cursor = chunk.next_cursor;
         if chunk.complete {
             return (lines, chunk);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "output of {pid} not complete within {BOUND:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "output of {pid} not complete within {BOUND:?}");
     }
 }
 
@@ -111,9 +90,7 @@ pub fn processes() -> Vec<Stat> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(stat) =
-            std::fs::read_to_string(PathBuf::from("/proc").join(pid.to_string()).join("stat"))
-        else {
+        let Ok(stat) = std::fs::read_to_string(PathBuf::from("/proc").join(pid.to_string()).join("stat")) else {
             continue;
         };
         // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parens.
@@ -139,10 +116,7 @@ pub fn processes() -> Vec<Stat> {
 /// The members of process group `pgid` that are not zombies (a zombie has
 /// run its course; reaping it is its parent's job).
 pub fn live_members(pgid: u32) -> Vec<Stat> {
-    processes()
-        .into_iter()
-        .filter(|p| p.pgrp == pgid && p.state != 'Z')
-        .collect()
+    processes().into_iter().filter(|p| p.pgrp == pgid && p.state != 'Z').collect()
 }
 
 /// Polls `check` (every 20 ms, at most `BOUND`) until it holds; false if it

@@ -24,12 +24,7 @@ fn splits_at_newline_and_strips_only_the_newline() {
     assert_eq!(c.push(Stdout, b"a\nb\r\n\nc", 7), 3);
     let chunk = all(&c, SelOut);
     assert_eq!(texts(&chunk), ["a", "b\r", ""]);
-    assert!(
-        chunk
-            .lines
-            .iter()
-            .all(|l| l.timestamp == 7 && l.stream == Stdout)
-    );
+    assert!(chunk.lines.iter().all(|l| l.timestamp == 7 && l.stream == Stdout));
     assert_eq!(chunk.next_cursor, 3);
 }
 
@@ -89,11 +84,7 @@ fn a_newline_free_flood_is_bounded_by_the_line_limit() {
         assert!(c.streams[0].partial.len() <= 16);
     }
     let chunk = all(&c, SelOut);
-    assert_eq!(
-        chunk.lines.len(),
-        1_000_000 / 16 - 1,
-        "the last full piece waits for more bytes"
-    );
+    assert_eq!(chunk.lines.len(), 1_000_000 / 16 - 1, "the last full piece waits for more bytes");
     assert!(chunk.lines.iter().all(|l| l.line.len() == 16));
 }
 
@@ -244,10 +235,7 @@ fn complete_needs_exit_every_eof_and_everything_read() {
     c.push(Stdout, b"a\n", 1);
     assert!(!all(&c, Merged).complete);
     c.set_exited();
-    assert!(
-        !all(&c, Merged).complete,
-        "stdout has not reached end of file"
-    );
+    assert!(!all(&c, Merged).complete, "stdout has not reached end of file");
     c.finish(Stdout, 2);
     assert!(c.streams_done(), "a discarded stream counts as done");
     assert!(!c.read(Merged, 0, 0).complete, "a line is still unread");

@@ -21,29 +21,20 @@ const PURE_V2: &str = "\
 #[test]
 fn our_cgroup_is_found_in_a_hybrid_layout() {
     let cgroup = "4:memory:/x/y\n1:cpu:/\n0::/\n";
-    assert_eq!(
-        own_cgroup_dir(HYBRID, cgroup).unwrap(),
-        PathBuf::from("/sys/fs/cgroup/unified/")
-    );
+    assert_eq!(own_cgroup_dir(HYBRID, cgroup).unwrap(), PathBuf::from("/sys/fs/cgroup/unified/"));
 }
 
 #[test]
 fn our_cgroup_is_found_below_the_root_of_a_pure_v2_layout() {
     let cgroup = "0::/system.slice/sandbox.service\n";
-    assert_eq!(
-        own_cgroup_dir(PURE_V2, cgroup).unwrap(),
-        PathBuf::from("/sys/fs/cgroup/system.slice/sandbox.service")
-    );
+    assert_eq!(own_cgroup_dir(PURE_V2, cgroup).unwrap(), PathBuf::from("/sys/fs/cgroup/system.slice/sandbox.service"));
 }
 
 #[test]
 fn a_mount_of_a_subtree_is_joined_below_its_root() {
     // A container's view: the mount shows /docker/abc of the hierarchy.
     let mountinfo = "50 40 0:30 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-    assert_eq!(
-        own_cgroup_dir(mountinfo, "0::/docker/abc/inner\n").unwrap(),
-        PathBuf::from("/sys/fs/cgroup/inner")
-    );
+    assert_eq!(own_cgroup_dir(mountinfo, "0::/docker/abc/inner\n").unwrap(), PathBuf::from("/sys/fs/cgroup/inner"));
     // A path outside what the mount shows is unusable.
     let err = own_cgroup_dir(mountinfo, "0::/elsewhere\n").unwrap_err();
     assert!(err.contains("does not contain /elsewhere"), "{err}");
@@ -52,10 +43,7 @@ fn a_mount_of_a_subtree_is_joined_below_its_root() {
 #[test]
 fn mount_points_with_escapes_are_decoded() {
     let mountinfo = "50 40 0:30 / /mnt/cg\\040two rw - cgroup2 none rw\n";
-    assert_eq!(
-        own_cgroup_dir(mountinfo, "0::/a\n").unwrap(),
-        PathBuf::from("/mnt/cg two/a")
-    );
+    assert_eq!(own_cgroup_dir(mountinfo, "0::/a\n").unwrap(), PathBuf::from("/mnt/cg two/a"));
     assert_eq!(unescape("a\\134b\\011"), "a\\b\t");
     assert_eq!(unescape("trailing\\04"), "trailing\\04");
 }
@@ -76,11 +64,7 @@ fn no_usable_cgroup2_is_an_error_saying_why() {
 
 #[test]
 fn directory_names_carry_their_owner() {
-    let me = Owner {
-        pidns: 4026531836,
-        pid: 42,
-        start: 123456,
-    };
+    let me = Owner { pidns: 4026531836, pid: 42, start: 123456 };
     let name = me.dir_name(7, false);
     assert_eq!(name, "sandbox-process-4026531836-42-123456-7");
     assert_eq!(Owner::from_dir_name(&name), Some((me, false)));
@@ -108,13 +92,7 @@ fn start_times_are_read_past_a_tricky_command_name() {
     let me = identity().unwrap();
     assert_eq!(me.pid, std::process::id());
     assert!(me.is_alive());
-    assert!(
-        !Owner {
-            start: me.start + 1,
-            ..me
-        }
-        .is_alive()
-    );
+    assert!(!Owner { start: me.start + 1, ..me }.is_alive());
 }
 
 /// The cgroups this machine gives a table with the default (`auto`)
@@ -144,11 +122,7 @@ fn sleep_in(dir: OwnedFd) -> std::process::Child {
     // SAFETY: one async-signal-safe write between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
+            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 { Ok(()) } else { Err(io::Error::last_os_error()) }
         });
     }
     let child = cmd.spawn().unwrap();
@@ -157,11 +131,7 @@ fn sleep_in(dir: OwnedFd) -> std::process::Child {
 }
 
 fn members(dir: &Path) -> Vec<u32> {
-    fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect()
+    fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.parse().ok()).collect()
 }
 
 #[test]
@@ -183,10 +153,7 @@ fn a_child_cgroup_holds_the_child_is_killed_and_removed() {
     assert!(cgroup.path().exists());
     cgroup.kill();
     let status = child.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL)
-    );
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
     cgroups.reaped(&cgroup);
     assert!(!cgroup.path().exists(), "an empty reaped cgroup is removed");
     assert_eq!(cgroups.live_children(), 0);
@@ -221,23 +188,14 @@ fn the_cgroups_of_a_dead_host_are_emptied_and_removed() {
     let me = identity().unwrap();
     let parent = cgroups.dir().parent().unwrap();
     // Our pid with another start time: a host that lived before us.
-    let dead = Owner {
-        start: me.start.wrapping_sub(1),
-        ..me
-    };
+    let dead = Owner { start: me.start.wrapping_sub(1), ..me };
     let stale = parent.join(dead.dir_name(1, false));
     let _ = remove_tree(&stale);
     fs::create_dir_all(stale.join("5").join("nested")).unwrap();
     let nested = fs::File::open(stale.join("5").join("nested")).unwrap();
     let mut survivor = sleep_in(OwnedFd::from(nested));
     // Another host of a different pid namespace: not ours to judge.
-    let foreign = parent.join(
-        Owner {
-            pidns: me.pidns + 1,
-            ..dead
-        }
-        .dir_name(1, false),
-    );
+    let foreign = parent.join(Owner { pidns: me.pidns + 1, ..dead }.dir_name(1, false));
     let _ = fs::create_dir(&foreign);
     // A dead host that let its processes outlive it: the one with a member
     // is left alone, the empty one removed.
@@ -250,14 +208,8 @@ fn the_cgroups_of_a_dead_host_are_emptied_and_removed() {
 
     assert!(clean_stale(parent, me) >= 3);
     assert!(!stale.exists(), "the stale cgroup is removed");
-    assert!(
-        survivor.wait().is_ok_and(|s| !s.success()),
-        "its member was killed"
-    );
-    assert!(
-        foreign.exists(),
-        "a foreign namespace's cgroup is left alone"
-    );
+    assert!(survivor.wait().is_ok_and(|s| !s.success()), "its member was killed");
+    assert!(foreign.exists(), "a foreign namespace's cgroup is left alone");
     assert!(cgroups.dir().exists(), "a live host's cgroup is left alone");
     assert!(kept.exists(), "a kept cgroup with a member stays");
     assert!(orphan.try_wait().unwrap().is_none(), "its member lives on");

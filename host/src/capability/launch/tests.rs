@@ -6,12 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 
 use crate::capability::reap::ExitWatch;
 
-fn run(
-    program: &str,
-    argv: &[&str],
-    env: &[(String, String)],
-    dir: &str,
-) -> io::Result<(Launched, ExitWatch)> {
+fn run(program: &str, argv: &[&str], env: &[(String, String)], dir: &str) -> io::Result<(Launched, ExitWatch)> {
     let launched = start(program, argv, env, dir)?;
     let watch = ExitWatch::new(launched.pid)?;
     Ok((launched, watch))
@@ -40,13 +35,9 @@ fn read_all(fd: Option<OwnedFd>) -> String {
 #[tokio::test]
 async fn streams_exit_code_and_environment() {
     let env = vec![("ONLY".to_owned(), "this".to_owned())];
-    let (mut child, mut watch) = run(
-        "/bin/sh",
-        &["named", "-c", "cat; echo \"$ONLY $(env | wc -l)\"; echo oops >&2; exit 3"],
-        &env,
-        "/",
-    )
-    .unwrap();
+    let (mut child, mut watch) =
+        run("/bin/sh", &["named", "-c", "cat; echo \"$ONLY $(env | wc -l)\"; echo oops >&2; exit 3"], &env, "/")
+            .unwrap();
     File::from(child.stdin.take().unwrap()).write_all(b"fed through stdin\n").unwrap();
     let out = read_all(child.stdout.take());
     let err = read_all(child.stderr.take());
@@ -158,7 +149,11 @@ async fn starts_inside_its_cgroup_both_ways() {
         // The cgroup2 line (`0::/path`) names the child's own cgroup.
         let own = out.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_else(|| panic!("no cgroup2 line: {out}"));
         let table = cgroups.dir().file_name().unwrap().to_str().unwrap();
-        assert!(own.ends_with(&format!("/{table}/{order}")), "into_cgroup={into_cgroup}: {own} is not {}", cgroup.path().display());
+        assert!(
+            own.ends_with(&format!("/{table}/{order}")),
+            "into_cgroup={into_cgroup}: {own} is not {}",
+            cgroup.path().display()
+        );
         cgroups.reaped(&cgroup);
     }
 }

@@ -12,8 +12,7 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("capability-policy-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("capability-policy-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         Scratch(dir.canonicalize().unwrap())
@@ -39,10 +38,7 @@ fn request(command: &str) -> StartRequest {
 }
 
 fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: value.to_owned(),
-    }
+    EnvVar { name: name.to_owned(), value: value.to_owned() }
 }
 
 fn script(path: &Path, mode: u32) {
@@ -54,19 +50,12 @@ fn script(path: &Path, mode: u32) {
 fn defaults_are_minimal_and_documented() {
     let p = Policy::default();
     assert_eq!(p.base_env, [("PATH".to_owned(), DEFAULT_PATH.to_owned())]);
-    assert!(
-        p.allowed_commands.is_none() && p.working_dir_root.is_none() && p.forbidden_env.is_empty()
-    );
+    assert!(p.allowed_commands.is_none() && p.working_dir_root.is_none() && p.forbidden_env.is_empty());
     assert!(p.kill_on_host_death);
     assert_eq!(p.containment, Containment::Auto);
     let l = Limits::default();
     assert_eq!(
-        (
-            l.max_processes,
-            l.capture_bytes,
-            l.max_line_bytes,
-            l.max_retained_exited
-        ),
+        (l.max_processes, l.capture_bytes, l.max_line_bytes, l.max_retained_exited),
         (1024, 4 << 20, 64 << 10, 1024)
     );
     assert_eq!(l.stdin_write_timeout, Duration::from_secs(10));
@@ -83,14 +72,7 @@ fn request_env_overrides_base_and_forbidden_names_are_denied() {
     let mut req = request("sh");
     req.env = vec![env("A", "mine"), env("B", "b")];
     let prepared = checked.prepare(&req).unwrap();
-    assert_eq!(
-        prepared.env,
-        [
-            ("PATH".into(), "/bin".into()),
-            ("A".into(), "mine".into()),
-            ("B".into(), "b".into())
-        ]
-    );
+    assert_eq!(prepared.env, [("PATH".into(), "/bin".into()), ("A".into(), "mine".into()), ("B".into(), "b".into())]);
     req.env.push(env("LD_PRELOAD", "/x.so"));
     match checked.prepare(&req) {
         Err(ProcessError::Denied(msg)) => {
@@ -106,24 +88,11 @@ fn syntax_is_checked_again() {
     for req in [
         request(""),
         request("a\0b"),
-        StartRequest {
-            env: vec![env("A=B", "x")],
-            ..request("sh")
-        },
-        StartRequest {
-            env: vec![env("", "x")],
-            ..request("sh")
-        },
-        StartRequest {
-            args: vec!["\0".into()],
-            ..request("sh")
-        },
+        StartRequest { env: vec![env("A=B", "x")], ..request("sh") },
+        StartRequest { env: vec![env("", "x")], ..request("sh") },
+        StartRequest { args: vec!["\0".into()], ..request("sh") },
     ] {
-        assert!(
-            matches!(checked.prepare(&req), Err(ProcessError::InvalidRequest(_))),
-            "{:?}",
-            req.command
-        );
+        assert!(matches!(checked.prepare(&req), Err(ProcessError::InvalidRequest(_))), "{:?}", req.command);
     }
 }
 
@@ -135,26 +104,18 @@ fn commands_are_found_on_the_childs_path_only() {
     script(&bin.join("tool"), 0o755);
     script(&bin.join("data"), 0o644);
     let path = format!("relative:{}", bin.display());
-    assert_eq!(
-        resolve_command("tool", &s.0, Some(&path)).unwrap(),
-        bin.join("tool")
-    );
+    assert_eq!(resolve_command("tool", &s.0, Some(&path)).unwrap(), bin.join("tool"));
     for missing in ["data", "nope"] {
         match resolve_command(missing, &s.0, Some(&path)) {
             Err(ProcessError::SpawnFailed(msg)) => {
-                assert_eq!(
-                    msg,
-                    format!("command `{missing}` not found on PATH ({path})")
-                )
+                assert_eq!(msg, format!("command `{missing}` not found on PATH ({path})"))
             }
             other => panic!("{other:?}"),
         }
     }
     // Not on the server's PATH either way: the child's PATH is what counts.
     assert!(resolve_command("tool", &s.0, Some("/usr/bin:/bin")).is_err());
-    assert!(
-        matches!(resolve_command("sh", &s.0, None), Err(ProcessError::SpawnFailed(m)) if m.contains("no PATH"))
-    );
+    assert!(matches!(resolve_command("sh", &s.0, None), Err(ProcessError::SpawnFailed(m)) if m.contains("no PATH")));
 }
 
 #[test]
@@ -162,10 +123,7 @@ fn a_bare_name_never_runs_a_file_in_the_working_directory() {
     let s = Scratch::new("cwd");
     script(&s.0.join("evil"), 0o755);
     assert!(resolve_command("evil", &s.0, Some(":.:/bin")).is_err());
-    assert_eq!(
-        resolve_command("./evil", &s.0, Some("/bin")).unwrap(),
-        s.0.join("evil")
-    );
+    assert_eq!(resolve_command("./evil", &s.0, Some("/bin")).unwrap(), s.0.join("evil"));
 }
 
 #[test]
@@ -174,22 +132,13 @@ fn paths_are_canonicalized_and_must_be_executable_files() {
     script(&s.0.join("real"), 0o755);
     script(&s.0.join("plain"), 0o600);
     symlink(s.0.join("real"), s.0.join("link")).unwrap();
-    assert_eq!(
-        resolve_command("./link", &s.0, None).unwrap(),
-        s.0.join("real")
-    );
+    assert_eq!(resolve_command("./link", &s.0, None).unwrap(), s.0.join("real"));
     let err = |cmd| match resolve_command(cmd, &s.0, None) {
         Err(ProcessError::SpawnFailed(msg)) => msg,
         other => panic!("{other:?}"),
     };
-    assert_eq!(
-        err("./plain"),
-        "command `./plain`: Permission denied (not executable)"
-    );
-    assert_eq!(
-        err("./missing"),
-        "command `./missing`: No such file or directory (os error 2)"
-    );
+    assert_eq!(err("./plain"), "command `./plain`: Permission denied (not executable)");
+    assert_eq!(err("./missing"), "command `./missing`: No such file or directory (os error 2)");
     assert_eq!(err("./"), "command `./`: not a regular file");
 }
 
@@ -205,10 +154,7 @@ fn the_allow_list_compares_canonical_paths() {
         ..Policy::default()
     };
     let checked = CheckedPolicy::new(policy);
-    assert_eq!(
-        checked.prepare(&request("./real")).unwrap().program,
-        s.0.join("real")
-    );
+    assert_eq!(checked.prepare(&request("./real")).unwrap().program, s.0.join("real"));
     assert!(
         matches!(checked.prepare(&request("./other")), Err(ProcessError::Denied(m)) if m.contains("not in the allowed"))
     );
@@ -230,26 +176,13 @@ fn working_dirs_resolve_against_the_default_and_stay_in_the_root() {
     assert_eq!(checked.working_dir(None).unwrap(), root);
     assert_eq!(checked.working_dir(Some("sub")).unwrap(), root.join("sub"));
     assert_eq!(checked.working_dir(Some("sub/..")).unwrap(), root);
-    for escape in [
-        "..",
-        "sub/../..",
-        "escape",
-        "/",
-        s.0.join("outside").to_str().unwrap(),
-    ] {
-        assert!(
-            matches!(
-                checked.working_dir(Some(escape)),
-                Err(ProcessError::Denied(_))
-            ),
-            "{escape}"
-        );
+    for escape in ["..", "sub/../..", "escape", "/", s.0.join("outside").to_str().unwrap()] {
+        assert!(matches!(checked.working_dir(Some(escape)), Err(ProcessError::Denied(_))), "{escape}");
     }
     match checked.working_dir(Some("/nope")) {
-        Err(ProcessError::SpawnFailed(m)) => assert_eq!(
-            m,
-            "working_dir `/nope`: No such file or directory (os error 2)"
-        ),
+        Err(ProcessError::SpawnFailed(m)) => {
+            assert_eq!(m, "working_dir `/nope`: No such file or directory (os error 2)")
+        }
         other => panic!("{other:?}"),
     }
     assert!(

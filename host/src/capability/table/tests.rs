@@ -13,28 +13,14 @@ use crate::types::ProcessStatus;
 const FAKE: u32 = 3_000_000_000;
 
 fn inner(max_retained_exited: usize) -> Inner {
-    Inner::new(
-        CheckedPolicy::new(Policy::default()),
-        Limits {
-            max_retained_exited,
-            ..Limits::default()
-        },
-    )
+    Inner::new(CheckedPolicy::new(Policy::default()), Limits { max_retained_exited, ..Limits::default() })
 }
 
 /// Reserves a slot and registers a fake process `pid`, as `start` does.
 fn start(inner: &Inner, pid: u32) -> Arc<Proc> {
     let order = inner.reserve().unwrap();
     let capture = Capture::new(1024, 1024, false, false);
-    let proc = Arc::new(Proc::new(
-        pid,
-        order,
-        "fake".into(),
-        vec![],
-        0,
-        Stdin::new(None),
-        capture,
-    ));
+    let proc = Arc::new(Proc::new(pid, order, "fake".into(), vec![], 0, Stdin::new(None), capture));
     inner.register(&proc).unwrap();
     proc
 }
@@ -86,11 +72,7 @@ fn a_reused_pid_replaces_the_retained_entry() {
     exit(&t, &old);
     let new = start(&t, FAKE);
     assert!(Arc::ptr_eq(&t.find(FAKE).unwrap(), &new));
-    assert_eq!(
-        t.lock().ended.len(),
-        0,
-        "the replaced entry no longer counts as retained"
-    );
+    assert_eq!(t.lock().ended.len(), 0, "the replaced entry no longer counts as retained");
     assert_eq!(t.lock().total, 2);
     exit(&t, &new);
     assert_eq!(t.lock().ended.len(), 1);
@@ -111,13 +93,7 @@ fn a_late_reaper_of_a_replaced_entry_leaves_the_new_one_alone() {
 
 #[test]
 fn limits_and_shutdown_refuse_starts() {
-    let t = Inner::new(
-        CheckedPolicy::new(Policy::default()),
-        Limits {
-            max_processes: 1,
-            ..Limits::default()
-        },
-    );
+    let t = Inner::new(CheckedPolicy::new(Policy::default()), Limits { max_processes: 1, ..Limits::default() });
     let a = start(&t, FAKE);
     assert!(matches!(t.reserve(), Err(ProcessError::LimitExceeded(_))));
     exit(&t, &a);
