@@ -101,7 +101,15 @@ fn setup() -> Setup {
     let setup = Setup::new(Containment::Auto, false);
     match &setup {
         Setup::Cgroups(c) => eprintln!("containment: cgroup v2 at {}", c.dir().display()),
-        Setup::Groups(why) => eprintln!("containment: process groups ({why})"),
+        Setup::Groups(why) => {
+            eprintln!("containment: process groups ({why})");
+            // `.ci/run` sets it where the machine has a writable cgroup v2:
+            // there the fallback branches of these tests must not run.
+            assert!(
+                std::env::var_os("SANDBOX_PROCESS_EXPECT_CGROUPS").is_none_or(|v| v != "1"),
+                "SANDBOX_PROCESS_EXPECT_CGROUPS=1 but cgroups are not usable: {why}"
+            );
+        }
         Setup::Refused(_) => unreachable!("auto never refuses"),
     }
     setup

@@ -4,7 +4,7 @@
 //! survives. Every test asserts the behaviour of the mode in effect, and
 //! prints which one that is: none is skipped.
 
-mod capability_common;
+use crate::capability_common;
 
 use std::fs;
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! No zombie is ever left: every child is reaped. Alone in its test binary,
 //! so that no other test's children are caught between exit and reaping.
 
+#[path = "all/capability_common/mod.rs"]
 mod capability_common;
 
 use capability_common::*;

@@ -9,8 +9,8 @@
 //! a start or run body with command `__trap__`, `__loop__` or `__oom__`
 //! traps, spins or allocates without end.
 
-mod capability_common;
-mod server;
+use crate::capability_common;
+use crate::server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

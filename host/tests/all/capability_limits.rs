@@ -1,7 +1,7 @@
 //! Limits and the end of the table: bounded capture under a flood, the
 //! live-process limit, retention of ended processes, shutdown and drop.
 
-mod capability_common;
+use crate::capability_common;
 
 use std::time::Duration;
 

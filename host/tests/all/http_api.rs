@@ -1,7 +1,7 @@
 //! End-to-end: the real `sandbox-process serve` binary, over HTTP, with a
 //! real client library. Every endpoint of API.md, its errors and streams.
 
-mod server;
+use crate::server;
 
 use std::time::Duration;
 

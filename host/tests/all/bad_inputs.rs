@@ -5,7 +5,7 @@
 //! process or created a file, and the fixture process no signal was meant
 //! to reach still runs.
 
-mod server;
+use crate::server;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -233,7 +233,7 @@ fn generate(spec: &Value, vars: &[(String, String)], what: &str) -> Vec<u8> {
 }
 
 fn hex(text: &str, what: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "{what}: odd-length raw_hex");
+    assert!(text.len().is_multiple_of(2), "{what}: odd-length raw_hex");
     (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or_else(|_| panic!("{what}: bad hex")))

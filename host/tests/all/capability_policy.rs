@@ -1,7 +1,7 @@
 //! The policy as a caller of `ProcessTable::start` meets it: clear spawn
 //! failures, and `denied` for what the policy forbids, with nothing started.
 
-mod capability_common;
+use crate::capability_common;
 
 use std::fs;
 use std::os::unix::fs::symlink;

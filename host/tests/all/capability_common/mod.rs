@@ -41,7 +41,28 @@ pub fn policy() -> Policy {
 
 /// A table with the default policy and limits.
 pub fn table() -> ProcessTable {
-    ProcessTable::new(policy(), Limits::default())
+    let table = ProcessTable::new(policy(), Limits::default());
+    expect_containment(&table);
+    table
+}
+
+/// Whether this run must have cgroup containment: `.ci/run` sets
+/// `SANDBOX_PROCESS_EXPECT_CGROUPS=1` where the machine has a writable
+/// cgroup v2, so that a test fails there instead of quietly taking its
+/// process-group branch (which would leave the cgroup code untested).
+pub fn cgroups_expected() -> bool {
+    std::env::var_os("SANDBOX_PROCESS_EXPECT_CGROUPS").is_some_and(|v| v == "1")
+}
+
+/// Fails when cgroups are expected and `table` fell back to process groups.
+pub fn expect_containment(table: &ProcessTable) {
+    if cgroups_expected() {
+        assert_eq!(
+            table.containment(),
+            sandbox_process::capability::Containment::Cgroup,
+            "SANDBOX_PROCESS_EXPECT_CGROUPS=1 but the table fell back to process groups ({table:?})"
+        );
+    }
 }
 
 /// Waits (bounded) for `pid` to end and returns its info.

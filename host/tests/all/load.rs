@@ -7,7 +7,7 @@
 //! 2,000); without it a CI-sized one (1,000 after 1,100). `SOAK_PROCESSES=N`
 //! sets the measured count directly.
 
-mod server;
+use crate::server;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

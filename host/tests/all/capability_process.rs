@@ -1,7 +1,7 @@
 //! The life of real processes through a `ProcessTable`: output capture,
 //! stdin, signals, kills of whole groups, waiting.
 
-mod capability_common;
+use crate::capability_common;
 
 use std::time::Duration;
 

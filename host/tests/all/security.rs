@@ -3,7 +3,7 @@
 //! the log, even at trace level; children start from a clean environment
 //! unless the operator asks for the server's own (and never get the token).
 
-mod server;
+use crate::server;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
