@@ -11,10 +11,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
-use sandbox_process::{GUEST_WASM, Limits, Policy, ProcessTable, add_to_linker};
+use sandbox_process::{GUEST_WASM, Limits, Policy, ProcessTable, ProcessView, add_to_linker};
 use wasmtime::component::{Component, Linker, ResourceTable, Val};
+use wasmtime::error::Context;
 use wasmtime::{Engine, Store};
+use wasmtime::{Result, format_err};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// This host's store data: whatever it needs, plus a `ProcessTable`.
@@ -33,11 +34,11 @@ impl WasiView for MyState {
 #[tokio::main]
 async fn main() -> Result<()> {
     let engine = Engine::default();
-    let component = Component::new(&engine, GUEST_WASM).map_err(anyhow::Error::from)?;
+    let component = Component::new(&engine, GUEST_WASM)?;
 
     let mut linker = Linker::<MyState>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-    add_to_linker(&mut linker, |state: &mut MyState| &state.processes)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    add_to_linker(&mut linker, |state: &mut MyState| ProcessView::new(&state.processes))?;
 
     // A policy of this host's choosing: only `echo`, from /bin or /usr/bin.
     let echo = ["/bin/echo", "/usr/bin/echo"].into_iter().find(|p| std::path::Path::new(p).exists());
@@ -48,7 +49,7 @@ async fn main() -> Result<()> {
     let processes = ProcessTable::new(policy, Limits::default());
     let state = MyState { wasi: WasiCtx::builder().build(), table: ResourceTable::new(), processes: processes.clone() };
     let mut store = Store::new(&engine, state);
-    let instance = linker.instantiate_async(&mut store, &component).await.map_err(anyhow::Error::from)?;
+    let instance = linker.instantiate_async(&mut store, &component).await?;
 
     let api = instance
         .get_export_index(&mut store, None, "sandbox:process/api@0.1.0")
@@ -62,15 +63,15 @@ async fn main() -> Result<()> {
     let start = call("start", &mut store);
     let mut results = [Val::Bool(false)];
     let bytes = Val::List(body.iter().map(|b| Val::U8(*b)).collect());
-    start.call_async(&mut store, &[bytes], &mut results).await.map_err(anyhow::Error::from)?;
+    start.call_async(&mut store, &[bytes], &mut results).await?;
     let (status, reply) = reply_of(&results[0])?;
     println!("start -> {status} {reply}");
     let pid: u32 = serde_json::from_str::<serde_json::Value>(&reply)?["pid"]
         .as_u64()
         .and_then(|p| p.try_into().ok())
-        .ok_or_else(|| anyhow!("no pid in {reply}"))?;
+        .ok_or_else(|| format_err!("no pid in {reply}"))?;
 
-    processes.wait(pid, Duration::from_secs(10)).await.map_err(|e| anyhow!("{e:?}"))?;
+    processes.wait(pid, Duration::from_secs(10)).await.map_err(|e| format_err!("{e:?}"))?;
     // Drained too: the pipes can close a moment after the exit.
     let _ = processes
         .read_output(pid, sandbox_process::types::OutputSelector::Stdout, u64::MAX, 1, Duration::from_secs(5))
@@ -78,13 +79,13 @@ async fn main() -> Result<()> {
 
     let output = call("output", &mut store);
     let args = [Val::String(pid.to_string()), Val::Enum("stdout".into())];
-    output.call_async(&mut store, &args, &mut results).await.map_err(anyhow::Error::from)?;
+    output.call_async(&mut store, &args, &mut results).await?;
     let (status, reply) = reply_of(&results[0])?;
     println!("output -> {status} {reply}");
 
     // The policy holds: anything but echo is refused with 403.
     let denied = Val::List(br#"{"command":"ls"}"#.iter().map(|b| Val::U8(*b)).collect());
-    start.call_async(&mut store, &[denied], &mut results).await.map_err(anyhow::Error::from)?;
+    start.call_async(&mut store, &[denied], &mut results).await?;
     let (status, reply) = reply_of(&results[0])?;
     println!("start ls -> {status} {reply}");
 
@@ -94,7 +95,7 @@ async fn main() -> Result<()> {
 
 /// The `reply` record: `(status, body)`.
 fn reply_of(value: &Val) -> Result<(u16, String)> {
-    let Val::Record(fields) = value else { return Err(anyhow!("not a record: {value:?}")) };
+    let Val::Record(fields) = value else { return Err(format_err!("not a record: {value:?}")) };
     let mut status = None;
     let mut body = None;
     for (name, field) in fields {

@@ -15,9 +15,10 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use wasmtime::Engine;
+use wasmtime::Result;
 use wasmtime::component::Component;
+use wasmtime::error::Context;
 
 /// The default cache directory: `$XDG_CACHE_HOME/sandbox-process`, else
 /// `$HOME/.cache/sandbox-process`; `None` when neither is set.
@@ -33,12 +34,12 @@ pub fn default_dir() -> Option<PathBuf> {
 /// entry, else compiling it (and storing the result when `cache_dir` is set).
 pub fn load(engine: &Engine, name: &str, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Component> {
     let Some(dir) = cache_dir else {
-        return Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("compiling {name}"));
+        return Component::new(engine, wasm).with_context(|| format!("compiling {name}"));
     };
     if let Err(e) = create_private_dir(dir) {
         // A read-only home is no reason to fail: run uncached.
         tracing::warn!(dir = %dir.display(), "not caching the compiled component: {e:#}");
-        return Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("compiling {name}"));
+        return Component::new(engine, wasm).with_context(|| format!("compiling {name}"));
     }
     let path = dir.join(format!("{name}-{:016x}.cwasm", cache_key(engine, wasm)));
     if path.exists() {
@@ -50,8 +51,7 @@ pub fn load(engine: &Engine, name: &str, wasm: &[u8], cache_dir: Option<&Path>) 
             Err(e) => tracing::warn!(path = %path.display(), "recompiling: cached component unusable: {e}"),
         }
     }
-    let component =
-        Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("compiling {name}"))?;
+    let component = Component::new(engine, wasm).with_context(|| format!("compiling {name}"))?;
     if let Err(e) = store(dir, &path, &component) {
         tracing::warn!(dir = %dir.display(), "not caching the compiled component: {e:#}");
     }
@@ -88,7 +88,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     let meta = std::fs::metadata(dir)?;
     // Refuse a directory others can write: they could plant native code.
     if meta.permissions().mode() & 0o022 != 0 || meta.uid() != unsafe { libc::geteuid() } {
-        anyhow::bail!("{} is writable by others or not ours", dir.display());
+        wasmtime::bail!("{} is writable by others or not ours", dir.display());
     }
     Ok(())
 }

@@ -23,7 +23,13 @@ mod runtime;
 pub use bindings::sandbox::process::types;
 pub use capability::{Limits, Policy, ProcessTable};
 pub use http::HttpConfig;
-pub use linker::{ProcessCapability, add_to_linker};
+pub use linker::{ProcessCapability, ProcessView, add_to_linker};
 #[doc(hidden)]
 pub use runtime::GuestSession;
 pub use runtime::{GUEST_WASM, GuestLimits, GuestRuntime, Reply, StreamPosition, StreamStep};
+
+/// The wall clock in milliseconds since the Unix epoch: the timestamps of
+/// the API (start and end times, output lines, SSE frames).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

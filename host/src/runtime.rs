@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use wasmtime::Result;
 use wasmtime::component::Linker;
+use wasmtime::error::Context;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder, UpdateDeadline,
@@ -18,7 +19,7 @@ use crate::bindings::exports::sandbox::process::api;
 use crate::bindings::{Guest, GuestPre};
 use crate::capability::ProcessTable;
 use crate::component_cache;
-use crate::linker::{HostClock, Timed};
+use crate::linker::{HostClock, ProcessView};
 use crate::types::OutputSelector;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -108,16 +109,12 @@ impl GuestRuntime {
     /// Like [`GuestRuntime::new`] with another build of the guest (tests use
     /// this to load faulty guests).
     pub fn with_component(processes: ProcessTable, limits: GuestLimits, wasm: &[u8]) -> Result<Self> {
-        let engine =
-            Engine::new(&engine_config(&limits)).map_err(anyhow::Error::from).context("configuring wasmtime")?;
+        let engine = Engine::new(&engine_config(&limits)).context("configuring wasmtime")?;
         let component = component_cache::load(&engine, "sandbox-process-guest", wasm, limits.cache_dir.as_deref())?;
         let mut linker = Linker::new(&engine);
-        crate::linker::add_timed_to_linker(&mut linker, |s: &mut CallState| Timed {
-            table: &s.processes,
-            clock: &mut s.clock,
-        })?;
-        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the guest")?;
-        let pre = GuestPre::new(pre).map_err(anyhow::Error::from).context("the guest does not export the API")?;
+        crate::linker::add_to_linker(&mut linker, |s: &mut CallState| ProcessView::timed(&s.processes, &mut s.clock))?;
+        let pre = linker.instantiate_pre(&component).context("linking the guest")?;
+        let pre = GuestPre::new(pre).context("the guest does not export the API")?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
         let slots = Arc::new(Semaphore::new(limits.max_instances.max(1) as usize));
@@ -165,12 +162,7 @@ impl GuestRuntime {
         });
         let budget_ticks = ticks(self.limits.call_budget);
         store.set_epoch_deadline(budget_ticks);
-        let guest = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("instantiating the guest")?;
+        let guest = self.pre.instantiate_async(&mut store).await.context("instantiating the guest")?;
         Ok(GuestSession { store, guest, budget_ticks, _slot: slot })
     }
 }
@@ -255,8 +247,8 @@ fn ticks(time: Duration) -> u64 {
     u64::try_from(time.as_millis() / EPOCH_TICK.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn guest_failure(e: wasmtime::Error, call: &str) -> anyhow::Error {
-    anyhow::Error::from(e).context(format!("guest call `{call}` failed"))
+fn guest_failure(e: wasmtime::Error, call: &str) -> wasmtime::Error {
+    e.context(format!("guest call `{call}` failed"))
 }
 
 /// The most memory a used instance slot keeps resident for the next

@@ -517,7 +517,8 @@ async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
         };
         serialized.get_or_insert_with(|| component.serialize().unwrap());
         let mut linker = Linker::new(&engine);
-        sandbox_process::add_to_linker(&mut linker, |s: &mut State| &s.processes).unwrap();
+        sandbox_process::add_to_linker(&mut linker, |s: &mut State| sandbox_process::ProcessView::new(&s.processes))
+            .unwrap();
         let pre = GuestPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
         let mut s = Samples::default();
         for i in 0..n + 100 {
@@ -525,8 +526,7 @@ async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
             let state = State { processes: table.clone() };
             let mut store = Store::new(&engine, state);
             store.set_epoch_deadline(1000);
-            let guest = pre.instantiate_async(&mut store).await.unwrap();
-            drop(guest);
+            let _guest = pre.instantiate_async(&mut store).await.unwrap();
             drop(store);
             if i >= 100 {
                 s.push(t.elapsed());

@@ -36,6 +36,8 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use crate::now_ms;
+
 pub use capture::LINE_OVERHEAD_BYTES;
 pub use policy::{Containment, DEFAULT_PATH, Limits, Policy};
 
@@ -53,11 +55,6 @@ const SHUTDOWN_REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest wait honoured; anything longer would overflow a deadline.
 const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// The wall clock in milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The processes a host started, and the capability's operations on them.
 ///

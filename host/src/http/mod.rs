@@ -103,7 +103,7 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// A guest call that trapped, ran out of time or memory: this request fails,
 /// the server goes on.
-fn guest_failure(error: anyhow::Error) -> Response {
+fn guest_failure(error: wasmtime::Error) -> Response {
     tracing::error!("guest failure: {error:#}");
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "the request failed inside the guest")
 }
