@@ -521,7 +521,8 @@ pub(crate) fn clean_stale(parent: &Path, me: Owner) -> usize {
     let Ok(entries) = fs::read_dir(parent) else {
         return 0;
     };
-    let (kept, stale): (Vec<(PathBuf, bool)>, Vec<(PathBuf, bool)>) = entries
+    type Found = Vec<(PathBuf, bool)>;
+    let (kept, stale): (Found, Found) = entries
         .flatten()
         .filter_map(|e| {
             let (owner, keep) = Owner::from_dir_name(e.file_name().to_str()?)?;

@@ -73,7 +73,7 @@ async fn drive(runtime: Arc<GuestRuntime>, mut step: StreamStep, tx: mpsc::Sende
                 _ = wait_for_output(&runtime, &position) => {}
             }
         }
-        step = match runtime.stream_next(position.clone(), 0).await {
+        step = match runtime.stream_next(position, 0).await {
             Ok(step) => step,
             Err(e) => {
                 // Ending the body without its final frame tells the client
@@ -90,7 +90,7 @@ async fn drive(runtime: Arc<GuestRuntime>, mut step: StreamStep, tx: mpsc::Sende
 async fn wait_for_output(runtime: &GuestRuntime, position: &StreamPosition) {
     let mut wait = MAX_WAIT;
     if let (Some(deadline), false) = (position.deadline, position.timed_out) {
-        let now = crate::linker::now_ms();
+        let now = crate::now_ms();
         wait = wait.min(Duration::from_millis(deadline.saturating_sub(now)));
     }
     let _ = runtime.processes().read_output(position.pid, position.selector, position.cursor, 1, wait).await;

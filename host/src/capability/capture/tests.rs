@@ -203,7 +203,7 @@ fn a_stream_cursor_counts_that_streams_lines_so_drops_show_as_a_gap() {
     assert_eq!(chunk.next_cursor, 4);
     assert_eq!(chunk.dropped, 2);
     // From 0 to 4 with 2 lines returned: the reader missed 2, the drops.
-    assert_eq!(chunk.next_cursor - 0 - chunk.lines.len() as u64, chunk.dropped);
+    assert_eq!(chunk.next_cursor - chunk.lines.len() as u64, chunk.dropped);
     // The stderr line is not in stdout's cursor space.
     let chunk = c.read(SelOut, 4, 10);
     assert!(chunk.lines.is_empty());
