@@ -1,6 +1,6 @@
 """The official Python client (tensorlake.sandbox.Sandbox) against this server.
 
-API.md says the client wins where it and the documentation disagree: these
+docs/API.md follows what the official client sends and accepts: these tests
 tests are what "compatible" means in practice.
 """
 

@@ -1,5 +1,5 @@
 //! End-to-end: the real `sandbox-process serve` binary, over HTTP, with a
-//! real client library. Every endpoint of API.md, its errors and streams.
+//! real client library. Every endpoint of docs/API.md, its errors and streams.
 
 use crate::server;
 
@@ -17,11 +17,11 @@ fn server() -> Server {
 
 #[tokio::test]
 async fn the_api_md_example_gets_201_with_exactly_the_documented_keys() {
-    // API.md's example names /workspace and runs python; the CI script
+    // docs/API.md's example names /workspace and runs python; the CI script
     // creates /workspace (this test is run as root there).
     assert!(
         std::path::Path::new("/workspace").is_dir(),
-        "this test sends API.md's example as is, which needs /workspace: mkdir /workspace"
+        "this test sends docs/API.md's example as is, which needs /workspace: mkdir /workspace"
     );
     // `python` may live outside the default PATH (pyenv): give the children
     // this test's PATH, as an operator would with --env.

@@ -11,6 +11,7 @@
 mod capability_common;
 mod server;
 
+mod api_doc;
 mod bad_inputs;
 mod capability_containment;
 mod capability_limits;
