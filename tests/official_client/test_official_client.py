@@ -1,7 +1,7 @@
 """The official Python client (tensorlake.sandbox.Sandbox) against this server.
 
 docs/API.md follows what the official client sends and accepts: these tests
-tests are what "compatible" means in practice.
+are what "compatible" means in practice.
 """
 
 import time
