@@ -9,7 +9,9 @@
 //!   detached with `setsid`; otherwise process groups alone (`cgroup`,
 //!   [`Containment`]);
 //! - its environment, working directory and executable are checked against
-//!   a [`Policy`] and resolved to canonical paths first (`policy`);
+//!   a [`Policy`] and resolved to canonical paths first (`policy`); the
+//!   environment starts from what everyday tools need, not from the
+//!   server's own (`environment`);
 //! - its output is captured line by line, with timestamps, in a buffer
 //!   bounded per stream (`capture`);
 //! - one task per child reaps it, so no zombie is left (`spawn`);
@@ -20,6 +22,7 @@
 
 mod capture;
 mod cgroup;
+pub mod environment;
 mod launch;
 mod policy;
 mod process;
@@ -39,7 +42,8 @@ use tokio::time::Instant;
 use crate::now_ms;
 
 pub use capture::LINE_OVERHEAD_BYTES;
-pub use policy::{Containment, DEFAULT_PATH, Limits, Policy};
+pub use environment::{DEFAULT_LOCALE, DEFAULT_PATH};
+pub use policy::{Containment, Limits, Policy};
 
 use crate::types::{HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest};
 use capture::Capture;

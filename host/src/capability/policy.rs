@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::environment::{DEFAULT_LOCALE, child_path, effective_uid, set_var, user_env_of};
 use crate::types::{ProcessError, StartRequest};
 
 /// What processes the host agrees to start, and with what environment.
@@ -27,10 +28,18 @@ pub struct Policy {
     /// The working directory of a request that names none, and the base of
     /// a relative one.
     pub default_working_dir: PathBuf,
-    /// The environment every child starts from; the request's variables are
-    /// added on top and override these. The server's own environment is
+    /// The environment every child starts from, over the user's variables
+    /// (`user_env`); the request's variables are added on top and override
+    /// these. Default: `PATH` (the server's own, else [`DEFAULT_PATH`](super::DEFAULT_PATH)) and
+    /// `LANG=`[`DEFAULT_LOCALE`]. The rest of the server's environment is
     /// never inherited unless the embedder copies it in here.
     pub base_env: Vec<(String, String)>,
+    /// Start each child's environment with `HOME`, `USER`, `LOGNAME` and
+    /// `SHELL` of the user it runs as, from the user database (see
+    /// [`user_env`](super::environment::user_env)); `base_env` and the
+    /// request override them. Default on. The user is the server's own
+    /// (effective uid), looked up once, when the table is created.
+    pub user_env: bool,
     /// Variable names a request may not set (for example `LD_PRELOAD`).
     /// Matched exactly; the base environment is not checked.
     pub forbidden_env: Vec<String>,
@@ -78,24 +87,26 @@ pub enum Containment {
     ProcessGroup,
 }
 
-/// The default `PATH` of a child: the system directories only.
-pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
 impl Default for Policy {
     /// Any command, any directory, starting in the current directory, with
-    /// an environment of only `PATH=/usr/local/bin:/usr/bin:/bin`, nothing
-    /// forbidden, children killed if the host dies, a cgroup per child where
-    /// the machine allows it.
+    /// an environment of `HOME`, `USER`, `LOGNAME`, `SHELL` (the server's
+    /// user's), `PATH` (the server's, else [`DEFAULT_PATH`](super::DEFAULT_PATH)) and
+    /// `LANG=C.UTF-8`, nothing forbidden, children killed if the host dies,
+    /// a cgroup per child where the machine allows it.
     ///
-    /// The base environment is deliberately minimal: nothing of the
-    /// server's own environment (tokens, `HOME`, proxies) leaks to children
-    /// unless the embedder adds it.
+    /// Only `PATH` comes from the server's own environment: nothing else of
+    /// it (tokens, credentials, proxies) reaches children unless the
+    /// embedder adds it.
     fn default() -> Self {
         Policy {
             allowed_commands: None,
             working_dir_root: None,
             default_working_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-            base_env: vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())],
+            base_env: vec![
+                ("PATH".to_owned(), child_path(std::env::var_os("PATH"))),
+                ("LANG".to_owned(), DEFAULT_LOCALE.to_owned()),
+            ],
+            user_env: true,
             forbidden_env: Vec::new(),
             kill_on_host_death: true,
             containment: Containment::Auto,
@@ -148,12 +159,17 @@ pub(crate) struct Prepared {
     pub env: Vec<(String, String)>,
 }
 
-/// The policy with its paths canonicalized once, at table construction.
+/// The policy with its paths canonicalized and its base environment
+/// completed once, at table construction.
 #[derive(Debug)]
 pub(crate) struct CheckedPolicy {
     pub policy: Policy,
     allowed: Option<Vec<PathBuf>>,
     root: Option<PathBuf>,
+    /// The user's variables (when `user_env`) with `base_env` over them.
+    /// Every child runs as the server's user, so one lookup serves all; a
+    /// child running as another user would need its own.
+    base_env: Vec<(String, String)>,
 }
 
 /// Canonicalizes `path`, or keeps it as given when it can't be (a missing
@@ -166,7 +182,11 @@ impl CheckedPolicy {
     pub(crate) fn new(policy: Policy) -> Self {
         let allowed = policy.allowed_commands.as_ref().map(|list| list.iter().map(|p| canonical_or_same(p)).collect());
         let root = policy.working_dir_root.as_deref().map(canonical_or_same);
-        CheckedPolicy { policy, allowed, root }
+        let mut base_env = if policy.user_env { user_env_of(effective_uid()) } else { Vec::new() };
+        for (name, value) in &policy.base_env {
+            set_var(&mut base_env, name, value);
+        }
+        CheckedPolicy { policy, allowed, root, base_env }
     }
 
     /// Checks `req` against the policy and resolves it; nothing is spawned.
@@ -190,13 +210,12 @@ impl CheckedPolicy {
 
     /// The base environment with the request's variables on top.
     fn environment(&self, req: &StartRequest) -> Result<Vec<(String, String)>, ProcessError> {
-        let mut env = self.policy.base_env.clone();
+        let mut env = self.base_env.clone();
         for var in &req.env {
             if self.policy.forbidden_env.contains(&var.name) {
                 return Err(ProcessError::Denied(format!("env `{}` is forbidden by policy", var.name)));
             }
-            env.retain(|(k, _)| *k != var.name);
-            env.push((var.name.clone(), var.value.clone()));
+            set_var(&mut env, &var.name, &var.value);
         }
         Ok(env)
     }

@@ -48,7 +48,9 @@ async fn a_missing_command_fails_to_spawn_with_a_clear_message() {
     let t = table();
     match start_err(&t, request("no-such-command-xyz", &[])) {
         ProcessError::SpawnFailed(msg) => {
-            assert_eq!(msg, "command `no-such-command-xyz` not found on PATH (/usr/local/bin:/usr/bin:/bin)")
+            // The child's PATH by default is the server's own.
+            let path = std::env::var("PATH").unwrap();
+            assert_eq!(msg, format!("command `no-such-command-xyz` not found on PATH ({path})"))
         }
         other => panic!("{other:?}"),
     }

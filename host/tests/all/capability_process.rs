@@ -252,9 +252,15 @@ async fn the_child_gets_exactly_the_policy_and_request_environment() {
     req.env = vec![EnvVar { name: "FOO".into(), value: "bar baz".into() }];
     let p = t.start(req).unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
-    let mut env = texts(&lines);
-    env.sort();
-    assert_eq!(env, ["FOO=bar baz", "PATH=/usr/local/bin:/usr/bin:/bin"]);
+    let env = texts(&lines);
+    // The default base (the user's variables, PATH, LANG) and the request's.
+    let mut names: Vec<&str> = env.iter().map(|v| v.split_once('=').unwrap().0).collect();
+    names.sort();
+    assert_eq!(names, ["FOO", "HOME", "LANG", "LOGNAME", "PATH", "SHELL", "USER"], "{env:?}");
+    let path = format!("PATH={}", std::env::var("PATH").unwrap());
+    for var in ["FOO=bar baz", "LANG=C.UTF-8", &path] {
+        assert!(env.iter().any(|v| v == var), "{var} in {env:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

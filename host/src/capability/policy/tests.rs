@@ -49,7 +49,9 @@ fn script(path: &Path, mode: u32) {
 #[test]
 fn defaults_are_minimal_and_documented() {
     let p = Policy::default();
-    assert_eq!(p.base_env, [("PATH".to_owned(), DEFAULT_PATH.to_owned())]);
+    let server_path = std::env::var("PATH").expect("cargo runs tests with a PATH");
+    assert_eq!(p.base_env, [("PATH".to_owned(), server_path), ("LANG".to_owned(), "C.UTF-8".to_owned())]);
+    assert!(p.user_env);
     assert!(p.allowed_commands.is_none() && p.working_dir_root.is_none() && p.forbidden_env.is_empty());
     assert!(p.kill_on_host_death);
     assert_eq!(p.containment, Containment::Auto);
@@ -65,6 +67,7 @@ fn defaults_are_minimal_and_documented() {
 fn request_env_overrides_base_and_forbidden_names_are_denied() {
     let policy = Policy {
         base_env: vec![("PATH".into(), "/bin".into()), ("A".into(), "base".into())],
+        user_env: false,
         forbidden_env: vec!["LD_PRELOAD".into()],
         ..Policy::default()
     };
@@ -80,6 +83,34 @@ fn request_env_overrides_base_and_forbidden_names_are_denied() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_users_variables_lie_under_the_base_and_the_request() {
+    let user = crate::capability::environment::user_env_of(crate::capability::environment::effective_uid());
+    let home = |env: &[(String, String)]| env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone());
+    let checked = CheckedPolicy::new(Policy::default());
+    let prepared = checked.prepare(&request("sh")).unwrap();
+    // Exactly the user's variables, then the base's, in that order.
+    assert_eq!(prepared.env, [user.clone(), Policy::default().base_env].concat());
+    assert!(home(&prepared.env).is_some_and(|h| h.starts_with('/')), "{:?}", prepared.env);
+
+    // The base overrides the user's HOME in place; the request overrides both.
+    let mut base_env = Policy::default().base_env;
+    base_env.push(("HOME".into(), "/srv/home".into()));
+    let checked = CheckedPolicy::new(Policy { base_env, ..Policy::default() });
+    let mut vars = checked.prepare(&request("sh")).unwrap().env;
+    assert_eq!(vars[0], ("HOME".to_owned(), "/srv/home".to_owned()));
+    assert_eq!(vars.len(), user.len() + 2, "{vars:?}");
+    let mut req = request("sh");
+    req.env = vec![env("HOME", "/tmp"), env("LANG", "C")];
+    vars = checked.prepare(&req).unwrap().env;
+    assert_eq!(home(&vars).as_deref(), Some("/tmp"));
+    assert!(vars.contains(&("LANG".to_owned(), "C".to_owned())) && vars.len() == user.len() + 2, "{vars:?}");
+
+    // Off, nothing of the user's.
+    let checked = CheckedPolicy::new(Policy { user_env: false, ..Policy::default() });
+    assert_eq!(checked.prepare(&request("sh")).unwrap().env, Policy::default().base_env);
 }
 
 #[test]
