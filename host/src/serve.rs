@@ -48,7 +48,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         );
     }
     let signal = shutdown_signal();
-    let (policy, limits) = args.host.policy_and_limits()?;
+    let (policy, limits) = args.host.policy_and_limits(token.as_deref())?;
     let processes = ProcessTable::new(policy, limits);
     let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
     let config =

@@ -1,12 +1,14 @@
 //! The command line's flags: the policy and limits shared by every
 //! subcommand that runs processes.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use sandbox_process::capability::Containment;
+use sandbox_process::capability::environment::{locale_is_available, set_var};
 use sandbox_process::{GuestLimits, Limits, Policy};
 
 /// Start and manage operating-system processes through a WebAssembly guest,
@@ -40,6 +42,9 @@ pub enum Command {
     /// error as JSON and exit 2.
     Validate(ValidateArgs),
 }
+
+/// The variable the server reads its token from (`serve --token`).
+const TOKEN_VARIABLE: &str = "SANDBOX_PROCESS_TOKEN";
 
 /// `sandbox-process exec`.
 #[derive(Args, Debug)]
@@ -79,13 +84,30 @@ pub struct HostArgs {
     /// current directory].
     #[arg(long, value_name = "DIR")]
     pub default_working_dir: Option<PathBuf>,
-    /// Add KEY=VALUE to the base environment of every child; repeatable.
-    /// Requests may add to and override it.
+    /// Add KEY=VALUE to the base environment of every child, or replace a
+    /// default (e.g. HOME=/srv/home); repeatable. Requests may add to and
+    /// override it. --help lists what a child gets by default.
+    ///
+    /// By default a child gets exactly: HOME, USER, LOGNAME and SHELL from
+    /// the user database entry of the user it runs as (this program's), as
+    /// git, pip, npm, cargo and shells need them; PATH, this program's own
+    /// (/usr/local/bin:/usr/bin:/bin if it has none), to find commands; and
+    /// LANG=C.UTF-8 (see --locale), so that text is UTF-8. A user without an
+    /// entry gets HOME=/ and SHELL=/bin/sh, and no USER or LOGNAME. Nothing
+    /// else of this program's environment (see --inherit-env), never its
+    /// token, and no TERM: children have pipes, not a terminal.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    /// Start the children's base environment from this program's own
-    /// environment, except SANDBOX_PROCESS_TOKEN and variables that are
-    /// not UTF-8 (off: children see only PATH and what --env gives).
+    /// The children's locale: their LANG [default: C.UTF-8]. Overrides an
+    /// inherited LANG; --env LANG=... overrides it. Other LC_* variables
+    /// can be given with --env.
+    #[arg(long, value_name = "LOCALE", value_parser = parse_locale)]
+    pub locale: Option<String>,
+    /// Add this program's own environment to the children's base, over the
+    /// defaults (so its HOME, LANG... win) and under --locale and --env;
+    /// never SANDBOX_PROCESS_TOKEN, nor a variable that holds the server's
+    /// token, nor one that is not UTF-8 (these two are left out with a
+    /// warning).
     #[arg(long)]
     pub inherit_env: bool,
     /// Refuse requests that set the environment variable NAME (e.g.
@@ -139,8 +161,9 @@ pub struct GuestArgs {
 }
 
 impl HostArgs {
-    /// The policy and limits these flags describe.
-    pub fn policy_and_limits(&self) -> Result<(Policy, Limits)> {
+    /// The policy and limits these flags describe. `secret` is the server's
+    /// token, if any: no variable holding it may reach a child.
+    pub fn policy_and_limits(&self, secret: Option<&str>) -> Result<(Policy, Limits)> {
         let mut policy = Policy::default();
         if !self.allow_commands.is_empty() {
             let mut allowed = Vec::new();
@@ -162,13 +185,7 @@ impl HostArgs {
         } else if let Some(root) = &policy.working_dir_root {
             policy.default_working_dir = root.clone();
         }
-        if self.inherit_env {
-            policy.base_env = inherited_env();
-        }
-        for (key, value) in &self.env {
-            policy.base_env.retain(|(k, _)| k != key);
-            policy.base_env.push((key.clone(), value.clone()));
-        }
+        policy.base_env = self.base_env(std::mem::take(&mut policy.base_env), std::env::vars_os(), secret)?;
         policy.forbidden_env = self.forbid_env.clone();
         policy.kill_on_host_death = !self.no_kill_on_exit;
         policy.containment = self.containment;
@@ -183,6 +200,61 @@ impl HostArgs {
             bail!("--max-processes, --capture-bytes and --max-line-bytes must be positive");
         }
         Ok((policy, limits))
+    }
+
+    /// The children's base environment: `defaults`, then (with
+    /// --inherit-env) `server_env`, this program's own, then --locale, then
+    /// --env. A variable whose value holds `secret` never gets in: an
+    /// inherited one is left out (and logged), one given by --env is an
+    /// error, since the operator asked for it.
+    fn base_env(
+        &self,
+        defaults: Vec<(String, String)>,
+        server_env: impl IntoIterator<Item = (OsString, OsString)>,
+        secret: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        let holds_secret = |value: &str| secret.is_some_and(|s| !s.is_empty() && value.contains(s));
+        let mut env = defaults;
+        if self.inherit_env {
+            for (name, value) in server_env {
+                let (name, value) = match (name.into_string(), value.into_string()) {
+                    (Ok(name), Ok(value)) => (name, value),
+                    (name, _) => {
+                        let name = name.unwrap_or_else(|raw| raw.to_string_lossy().into_owned());
+                        tracing::warn!(name = %name, "--inherit-env: left out a variable that is not UTF-8");
+                        continue;
+                    }
+                };
+                // Documented, so not worth a log line at every start.
+                if name == TOKEN_VARIABLE {
+                    continue;
+                }
+                if holds_secret(&value) {
+                    tracing::warn!(name = %name, "--inherit-env: left out a variable that holds the server's token");
+                    continue;
+                }
+                set_var(&mut env, &name, &value);
+            }
+        }
+        if let Some(locale) = &self.locale {
+            set_var(&mut env, "LANG", locale);
+        }
+        for (key, value) in &self.env {
+            if holds_secret(value) {
+                bail!("--env {key}: the value holds the server's token, which children must never see");
+            }
+            set_var(&mut env, key, value);
+        }
+        if let Some((_, lang)) = env.iter().find(|(k, _)| k == "LANG")
+            && !locale_is_available(lang)
+        {
+            tracing::warn!(
+                LANG = %lang,
+                "this machine's C library does not know the children's locale: their programs will fall back to \
+                 the C locale, where text is bytes, not UTF-8 characters"
+            );
+        }
+        Ok(env)
     }
 }
 
@@ -210,14 +282,11 @@ fn parse_containment() -> impl clap::builder::TypedValueParser<Value = Containme
     })
 }
 
-/// This program's environment for `--inherit-env`: never the API token
-/// (the commands clients run must not learn it), and only variables that
-/// are text (`std::env::vars` would panic on the others).
-fn inherited_env() -> Vec<(String, String)> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| k != "SANDBOX_PROCESS_TOKEN")
-        .collect()
+fn parse_locale(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['\0', '=']) {
+        return Err(format!("`{s}` is not a locale name (e.g. C.UTF-8, en_US.UTF-8)"));
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -240,3 +309,6 @@ pub fn read_request(arg: &str) -> Result<Vec<u8>> {
         Ok(arg.as_bytes().to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,7 +29,7 @@ pub async fn validate(args: ValidateArgs) -> Result<ExitCode> {
 /// through when it is a pipe, and exits as the child did.
 pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let body = read_request(&args.request)?;
-    let (policy, limits) = args.host.policy_and_limits()?;
+    let (policy, limits) = args.host.policy_and_limits(None)?;
     let processes = ProcessTable::new(policy, limits);
     let runtime = GuestRuntime::new(processes.clone(), one_shot(args.host.guest.guest_limits()))?;
     let reply = runtime.start(&body).await?;
