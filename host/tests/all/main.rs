@@ -17,6 +17,7 @@ mod capability_containment;
 mod capability_limits;
 mod capability_policy;
 mod capability_process;
+mod child_env;
 mod cli;
 mod component_imports;
 mod faults;
