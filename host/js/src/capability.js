@@ -14,13 +14,13 @@ import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, resolve as resolvePath } from 'node:path';
 
 import { CaptureBuffer, DEFAULT_CAPTURE_BYTES, DEFAULT_MAX_LINE_BYTES, LINE_OVERHEAD_BYTES, LineSplitter } from './capture.js';
+import { DEFAULT_LOCALE, FALLBACK_PATH, defaultBaseEnv, userEnv } from './environment.js';
 
 export { CaptureBuffer, LineSplitter, DEFAULT_CAPTURE_BYTES, DEFAULT_MAX_LINE_BYTES, LINE_OVERHEAD_BYTES };
+export { DEFAULT_LOCALE, defaultBaseEnv, userEnv };
 
 /** The version `summary` reports. */
 export const VERSION = '0.1.0';
-/** PATH for children when the host has none (what libuv and glibc use too). */
-const FALLBACK_PATH = '/usr/local/bin:/usr/bin:/bin';
 /** The lowest and highest signal number delivered. */
 const SIGNAL_MIN = 1;
 const SIGNAL_MAX = 64;
@@ -128,8 +128,10 @@ export class NodeProcessCapability {
   /**
    * @param {object} [options]
    * @param {Record<string,string>} [options.baseEnv] the environment every
-   *   child starts from (default: just `PATH`, the host's or a fallback);
-   *   the request's variables are added over it. Never the whole process.env.
+   *   child starts from (default: `defaultBaseEnv()`: HOME, USER, LOGNAME,
+   *   SHELL of this process's user, its PATH, LANG=C.UTF-8, read once
+   *   here); the request's variables are added over it. Never the whole
+   *   process.env.
    * @param {string} [options.defaultWorkingDir] where a request without a
    *   working dir starts (default: the host's current directory)
    * @param {number} [options.captureBytes] cap per stream, bytes (4 MiB)
@@ -148,7 +150,7 @@ export class NodeProcessCapability {
     const captureBytes = options.captureBytes ?? DEFAULT_CAPTURE_BYTES;
     const lineOverheadBytes = options.lineOverheadBytes ?? LINE_OVERHEAD_BYTES;
     this.#options = {
-      baseEnv: options.baseEnv ?? { PATH: process.env.PATH || FALLBACK_PATH },
+      baseEnv: options.baseEnv ?? defaultBaseEnv(),
       defaultWorkingDir: options.defaultWorkingDir ?? process.cwd(),
       captureBytes,
       lineOverheadBytes,

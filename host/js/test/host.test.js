@@ -57,13 +57,16 @@ const dataOf = (text) =>
     .map((l) => JSON.parse(l.slice(6)));
 
 describe('environment', () => {
-  test('a child gets PATH and the request env, nothing else of the host', async () => {
+  test('a child gets the default environment and the request env, nothing else of the host', async () => {
     process.env.SANDBOX_SECRET_FOR_TEST = 'leaked';
     const h = await host();
     const pid = await started(h, { command: 'env', env: { FOO: 'bar' } });
     assert.ok(await h.awaitExit(pid, 10_000));
-    const lines = json(h.output(String(pid), 'stdout')).lines.sort();
-    assert.deepEqual(lines, ['FOO=bar', `PATH=${process.env.PATH}`]);
+    const lines = json(h.output(String(pid), 'stdout')).lines;
+    const names = lines.map((l) => l.slice(0, l.indexOf('='))).sort();
+    assert.deepEqual(names, ['FOO', 'HOME', 'LANG', 'LOGNAME', 'PATH', 'SHELL', 'USER']);
+    assert.ok(lines.includes('FOO=bar') && lines.includes(`PATH=${process.env.PATH}`), lines.join('\n'));
+    assert.ok(!lines.some((l) => l.includes('leaked')), lines.join('\n'));
     delete process.env.SANDBOX_SECRET_FOR_TEST;
   });
 
