@@ -3,6 +3,7 @@
 // and the steps of one case against a Host.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 
 /** How long an `await_exit` step waits, as the format says. */
 export const AWAIT_EXIT_MS = 10_000;
@@ -46,6 +47,53 @@ export function mismatch(pattern, value, path = '$') {
     return null;
   }
   return pattern === value ? null : `${path}: expected ${JSON.stringify(pattern)}, got ${JSON.stringify(value)}`;
+}
+
+let placeholderValues = null;
+
+/**
+ * The placeholders' values (the format's README), found without the
+ * host's code: the user database through `getent`, not os.userInfo(); this
+ * process's PATH. null for a name the machine gives no value (no entry).
+ */
+export function placeholders() {
+  if (placeholderValues) return placeholderValues;
+  const uid = process.geteuid();
+  let fields = [];
+  try {
+    fields = execFileSync('getent', ['passwd', String(uid)], { encoding: 'utf8' }).trimEnd().split(':');
+  } catch (error) {
+    if (error.status !== 2) throw error; // 2: no entry
+  }
+  const field = (i) => fields[i] || null;
+  placeholderValues = {
+    HOME: field(5) ?? '/',
+    USER: field(0),
+    LOGNAME: field(0),
+    SHELL: field(6) ?? '/bin/sh',
+    PATH: process.env.PATH || '/usr/local/bin:/usr/bin:/bin',
+  };
+  return placeholderValues;
+}
+
+/**
+ * `value` with every `{{NAME}}` in its strings replaced by `values[NAME]`;
+ * an unknown name, or one without a value, throws naming it.
+ */
+export function substitute(value, values = placeholders()) {
+  if (typeof value === 'string') {
+    if (/\{\{(?![^{}]*\}\})/.test(value)) throw new Error(`unclosed placeholder in ${JSON.stringify(value)}`);
+    return value.replace(/\{\{([^{}]*)\}\}/g, (_, name) => {
+      if (!Object.hasOwn(values, name)) throw new Error(`unknown placeholder {{${name}}}`);
+      if (values[name] == null) throw new Error(`{{${name}}} has no value: the user running the tests has no user database entry`);
+      return values[name];
+    });
+  }
+  if (Array.isArray(value)) return value.map((v) => substitute(v, values));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, values)]));
+  }
+  return value;
 }
 
 /** Checks one reply against a step's `expect`. */
@@ -173,6 +221,12 @@ export async function runCase(host, kase, file) {
       }
     }
     assert.ok(step.expect, `${where}: no expect`);
-    check(reply, step.expect, where);
+    let expect;
+    try {
+      expect = substitute(step.expect);
+    } catch (error) {
+      assert.fail(`${where}: ${error.message}`);
+    }
+    check(reply, expect, where);
   }
 }

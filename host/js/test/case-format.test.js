@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { bodyOf, checkStep, mismatch } from './case-format.js';
+import { bodyOf, checkStep, mismatch, substitute } from './case-format.js';
 
 test('objects match on the pattern keys; extra keys are fine, missing ones are not', () => {
   assert.equal(mismatch({ a: 1 }, { a: 1, b: 2 }), null);
@@ -52,4 +52,16 @@ test('steps outside the format are refused', () => {
   assert.throws(() => checkStep({ call: 'start', body: {}, raw: '', expect: { status: 400 } }), /exactly one/);
   assert.throws(() => checkStep({ call: 'health', expect: {} }), /status/);
   assert.throws(() => bodyOf({ raw_hex: 'zz' }), /not hex/);
+});
+
+test('placeholders are replaced in every string; unknown, unclosed or valueless ones are refused', () => {
+  const values = { HOME: '/home/ada', USER: null };
+  assert.deepEqual(substitute({ status: 200, json: { lines: ['HOME={{HOME}}:{{HOME}}', 1, null] } }, values), {
+    status: 200,
+    json: { lines: ['HOME=/home/ada:/home/ada', 1, null] },
+  });
+  assert.equal(substitute('no placeholder', values), 'no placeholder');
+  assert.throws(() => substitute(['{{home}}'], values), /unknown placeholder \{\{home\}\}/);
+  assert.throws(() => substitute('{{HOME', values), /unclosed placeholder/);
+  assert.throws(() => substitute({ a: '{{USER}}' }, values), /\{\{USER\}\} has no value/);
 });

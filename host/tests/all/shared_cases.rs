@@ -2,8 +2,9 @@
 //! host (the Node host runs the very same files), so the two can't drift.
 //! The format is described in `tests/cases/README.md`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sandbox_process::types::OutputSelector;
@@ -12,6 +13,58 @@ use serde_json::Value;
 
 fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cases")
+}
+
+/// The placeholders' values (the format's README), found without the
+/// host's code: the user database through `getent`, this process's `PATH`.
+/// `None` for a name the machine gives no value (no entry, no USER).
+static PLACEHOLDERS: LazyLock<HashMap<&'static str, Option<String>>> = LazyLock::new(|| {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let out = std::process::Command::new("getent").args(["passwd", &uid.to_string()]).output().expect("getent runs");
+    let fields: Vec<String> = match out.status.code() {
+        Some(0) => String::from_utf8(out.stdout).unwrap().trim_end().split(':').map(str::to_owned).collect(),
+        Some(2) => Vec::new(), // no entry
+        _ => panic!("getent passwd {uid}: {out:?}"),
+    };
+    let field = |i: usize| fields.get(i).filter(|f| !f.is_empty()).cloned();
+    let path = std::env::var("PATH").ok().filter(|p| !p.is_empty());
+    HashMap::from([
+        ("HOME", Some(field(5).unwrap_or_else(|| "/".to_owned()))),
+        ("USER", field(0)),
+        ("LOGNAME", field(0)),
+        ("SHELL", Some(field(6).unwrap_or_else(|| "/bin/sh".to_owned()))),
+        ("PATH", Some(path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned()))),
+    ])
+});
+
+/// `value` with every `{{NAME}}` in its strings replaced; an unknown name,
+/// or one without a value here, is an error naming it.
+fn substitute(value: &Value) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(text) => {
+            let mut out = String::new();
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("{{") {
+                let end = rest[start..].find("}}").ok_or_else(|| format!("unclosed placeholder in {text:?}"))?;
+                let name = &rest[start + 2..start + end];
+                let value = PLACEHOLDERS.get(name).ok_or_else(|| format!("unknown placeholder {{{{{name}}}}}"))?;
+                let value = value.as_deref().ok_or_else(|| {
+                    format!("{{{{{name}}}}} has no value: the user running the tests has no user database entry")
+                })?;
+                out.push_str(&rest[..start]);
+                out.push_str(value);
+                rest = &rest[start + end + 2..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(substitute).collect::<Result<_, _>>()?),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), substitute(v)?))).collect::<Result<_, String>>()?)
+        }
+        other => other.clone(),
+    })
 }
 
 fn body_bytes(step: &Value) -> Vec<u8> {
@@ -114,7 +167,8 @@ async fn run_case(rt: &GuestRuntime, file: &str, case: &Value) {
             other => panic!("{where_}: unknown call {other}"),
         }
         .unwrap_or_else(|e| panic!("{where_}: guest call failed: {e:#}"));
-        check(&where_, &step["expect"], &reply);
+        let expect = substitute(&step["expect"]).unwrap_or_else(|e| panic!("{where_}: {e}"));
+        check(&where_, &expect, &reply);
         if step["call"] == "start" && reply.status == 201 {
             let info: Value = serde_json::from_str(&reply.body).unwrap();
             pid = info["pid"].to_string();
@@ -145,4 +199,14 @@ async fn shared_cases_agree_with_the_rust_host() {
     }
     assert!(count >= 30, "expected the shared case files to hold at least 30 cases, found {count}");
     rt.processes().shutdown().await;
+}
+
+#[test]
+fn placeholders_are_replaced_everywhere_and_unknown_ones_refused() {
+    let home = PLACEHOLDERS["HOME"].clone().unwrap();
+    let expect = serde_json::json!({"status": 200, "json": {"lines": ["HOME={{HOME}}:{{HOME}}", 1, null]}});
+    let want = serde_json::json!({"status": 200, "json": {"lines": [format!("HOME={home}:{home}"), 1, null]}});
+    assert_eq!(substitute(&expect).unwrap(), want);
+    assert_eq!(substitute(&serde_json::json!("{{HOME")).unwrap_err(), "unclosed placeholder in \"{{HOME\"");
+    assert_eq!(substitute(&serde_json::json!(["{{home}}"])).unwrap_err(), "unknown placeholder {{home}}");
 }
