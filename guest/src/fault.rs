@@ -2,9 +2,9 @@
 //!
 //! The host must survive a guest that traps, loops or exhausts its memory:
 //! such a call fails alone (500) and the next one succeeds. To show that,
-//! the host's build script builds a *second* copy of this guest with the
-//! feature on (`SANDBOX_PROCESS_FAULTY_GUEST_WASM`, in a target directory of
-//! its own) for the tests; the guest the host embeds never has it.
+//! the artifacts crate (`artifacts/`, feature `fault-injection`) builds a
+//! *second* copy of this guest with the feature on, in a target directory of
+//! its own, for the tests; the guest the host embeds never has it.
 //!
 //! A `start` or `run` body whose `command` is one of these misbehaves
 //! instead of starting anything:

@@ -26,7 +26,7 @@ pub use http::HttpConfig;
 pub use linker::{ProcessCapability, ProcessView, add_to_linker};
 #[doc(hidden)]
 pub use runtime::GuestSession;
-pub use runtime::{GUEST_WASM, GuestLimits, GuestRuntime, Reply, StreamPosition, StreamStep};
+pub use runtime::{GUEST_WASM, GuestLimits, GuestRuntime, Reply, StreamPosition, StreamStep, VALIDATOR_WASM};
 
 /// The wall clock in milliseconds since the Unix epoch: the timestamps of
 /// the API (start and end times, output lines, SSE frames).

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Exec(args) => cli::exec::exec(args).await,
             Command::Validate(args) => cli::exec::validate(args).await,
+            Command::ExportWasm(args) => cli::export::export(args),
         }
     });
     match result {

@@ -25,8 +25,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use api::{Reply, StreamPosition, StreamStep};
 
-/// The guest component, built from `guest/` by this crate's build script.
-pub const GUEST_WASM: &[u8] = include_bytes!(env!("SANDBOX_PROCESS_GUEST_WASM"));
+/// The guest component (world `guest`), built from `guest/` for
+/// `wasm32-wasip2` by the `sandbox-process-artifacts` crate.
+pub const GUEST_WASM: &[u8] = sandbox_process_artifacts::GUEST_WASM;
+
+/// The validator component (world `validator`): the guest's validation
+/// alone, with no imports, for runtimes that have no capability to give.
+pub const VALIDATOR_WASM: &[u8] = sandbox_process_artifacts::VALIDATOR_WASM;
 
 /// How often the epoch advances: the resolution of the per-call time budget.
 const EPOCH_TICK: Duration = Duration::from_millis(10);

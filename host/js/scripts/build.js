@@ -1,6 +1,8 @@
 // Transpiles the guest component with jco into gen/, from the very .wasm
-// the Rust host embeds (target/wasm/ at the repository root), and records
-// the source's SHA-256 so that src/host.js can refuse a stale gen/.
+// the Rust host embeds, and records the source's SHA-256 so that
+// src/host.js can refuse a stale gen/. Without an argument, the Rust
+// binary writes its embedded guest to target/wasm/ first
+// (`sandbox-process export-wasm target/wasm`, run through cargo).
 //
 //   node scripts/build.js [path/to/sandbox_process_guest.wasm]
 
@@ -13,17 +15,22 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = resolve(here, '..');
 const repo = resolve(pkg, '../..');
-const wasm = resolve(process.argv[2] ?? join(repo, 'target/wasm/sandbox_process_guest.wasm'));
 const out = join(pkg, 'gen');
 
-if (!existsSync(wasm)) {
-  console.error(
-    `error: ${relative(process.cwd(), wasm)} does not exist.\n` +
-      'Build it first: `cargo build -p sandbox-process` at the repository root copies the\n' +
-      'embedded guest there (or, for development: `cargo build -p sandbox-process-guest\n' +
-      '--target wasm32-wasip2 --release` and copy target/wasm32-wasip2/release/\n' +
-      'sandbox_process_guest.wasm to target/wasm/).',
+if (process.argv[2] === undefined) {
+  const exported = spawnSync(
+    'cargo',
+    ['run', '--quiet', '-p', 'sandbox-process', '--bin', 'sandbox-process', '--', 'export-wasm', 'target/wasm'],
+    { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] },
   );
+  if (exported.status !== 0) {
+    console.error('error: `sandbox-process export-wasm target/wasm` failed (see above); is cargo on PATH?');
+    process.exit(1);
+  }
+}
+const wasm = resolve(process.argv[2] ?? join(repo, 'target/wasm/sandbox_process_guest.wasm'));
+if (!existsSync(wasm)) {
+  console.error(`error: ${relative(process.cwd(), wasm)} does not exist.`);
   process.exit(1);
 }
 

@@ -41,6 +41,10 @@ pub enum Command {
     /// request (every default applied) as JSON and exit 0, or print the
     /// error as JSON and exit 2.
     Validate(ValidateArgs),
+    /// Write the guest components this binary embeds into a directory, for
+    /// other runtimes: `sandbox_process_guest.wasm` (Node through jco) and
+    /// `sandbox_process_validator.wasm` (the plain `wasmtime` CLI).
+    ExportWasm(crate::cli::export::ExportArgs),
 }
 
 /// The variable the server reads its token from (`serve --token`).

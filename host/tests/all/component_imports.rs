@@ -21,6 +21,6 @@ fn the_guest_imports_the_capability_and_nothing_else() {
 
 #[test]
 fn the_validator_imports_nothing() {
-    let wasm = std::fs::read(env!("SANDBOX_PROCESS_VALIDATOR_WASM")).unwrap();
+    let wasm = sandbox_process::VALIDATOR_WASM;
     assert_eq!(imports(&wasm), Vec::<String>::new());
 }

@@ -5,7 +5,7 @@
 //! what a SIGTERM or a SIGKILL of the server leaves behind.
 //!
 //! The faulty guest is the guest built with its test-only `fault-injection`
-//! feature (`SANDBOX_PROCESS_FAULTY_GUEST_WASM`, built by host/build.rs):
+//! feature (`sandbox_process_artifacts::FAULTY_GUEST_WASM`, built by artifacts/build.rs):
 //! a start or run body with command `__trap__`, `__loop__` or `__oom__`
 //! traps, spins or allocates without end.
 
@@ -25,7 +25,7 @@ use server::{Answer, Server};
 const BOUND: Duration = Duration::from_secs(30);
 
 fn faulty_wasm() -> Vec<u8> {
-    std::fs::read(env!("SANDBOX_PROCESS_FAULTY_GUEST_WASM")).expect("the faulty guest was built")
+    sandbox_process_artifacts::FAULTY_GUEST_WASM.to_vec()
 }
 
 /// The faulty guest with a short time budget and a small memory cap.

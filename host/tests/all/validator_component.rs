@@ -10,7 +10,7 @@ use wasmtime::{Engine, Store};
 /// Calls the validator's `validate` export: `Ok(normalized)` or `Err(error body)`.
 async fn validate(body: &str) -> Result<String, String> {
     let engine = Engine::default();
-    let wasm = std::fs::read(env!("SANDBOX_PROCESS_VALIDATOR_WASM")).unwrap();
+    let wasm = sandbox_process::VALIDATOR_WASM;
     let component = Component::new(&engine, wasm).unwrap();
     let linker = Linker::<()>::new(&engine);
     let mut store = Store::new(&engine, ());

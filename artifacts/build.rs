@@ -1,6 +1,8 @@
 //! Builds the guest components for `wasm32-wasip2` so that `cargo build`,
 //! `cargo test` and `cargo run` need no manual step (the way wasmtime's own
-//! test-programs artifacts crate does it), and tells the crate where they are.
+//! test-programs artifacts crate does it), and tells the crate where they
+//! are. Everything it writes stays in `OUT_DIR`: copies for other runtimes
+//! come from `sandbox-process export-wasm DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +15,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let workspace = manifest_dir.parent().expect("host/ lives in the workspace root");
+    let workspace = manifest_dir.parent().expect("artifacts/ lives in the workspace root");
     for watched in ["guest", "wit", "Cargo.lock"] {
         rerun_if_changed_recursively(&workspace.join(watched));
     }
@@ -21,13 +23,6 @@ fn main() {
     // A target dir of its own: the outer cargo holds the lock on ours.
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let target_dir = out_dir.join("guest-target");
-    // A stable copy for the other runtimes (Node via jco, the wasmtime CLI),
-    // so that they load the very bytes this host embeds.
-    let shared = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"))
-        .join("wasm");
-    std::fs::create_dir_all(&shared).expect("creating target/wasm");
     // One cargo run per package: built together, cargo would unify the
     // guest crate's features and the validator would link the guest's
     // bindings (and import the capability it must not need). Each artifact
@@ -37,13 +32,15 @@ fn main() {
         let wasm = target_dir.join("wasm32-wasip2/release").join(file);
         let embedded = out_dir.join(file);
         std::fs::copy(&wasm, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
-        std::fs::copy(&wasm, shared.join(file)).expect("copying the wasm to target/wasm");
         println!("cargo:rustc-env={var}={}", embedded.display());
     }
     // For the tests only: the guest with its `fault-injection` feature
     // (calls that trap, loop or exhaust memory). A target dir of its own,
     // so that its features can never reach the artifacts above: the
     // binary embeds SANDBOX_PROCESS_GUEST_WASM, never this one.
+    if std::env::var_os("CARGO_FEATURE_FAULT_INJECTION").is_none() {
+        return;
+    }
     let faulty_target = out_dir.join("guest-target-faulty");
     build_wasm(workspace, &faulty_target, "sandbox-process-guest", &["--features", "fault-injection"]);
     let wasm = faulty_target.join("wasm32-wasip2/release/sandbox_process_guest.wasm");
