@@ -22,5 +22,5 @@ fn the_guest_imports_the_capability_and_nothing_else() {
 #[test]
 fn the_validator_imports_nothing() {
     let wasm = sandbox_process::VALIDATOR_WASM;
-    assert_eq!(imports(&wasm), Vec::<String>::new());
+    assert_eq!(imports(wasm), Vec::<String>::new());
 }
