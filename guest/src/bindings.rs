@@ -157,7 +157,13 @@ fn error(error: wit::ProcessError) -> plain::ProcessError {
         W::InvalidRequest(m) => P::InvalidRequest(m),
         W::NotFound(pid) => P::NotFound(pid),
         W::SpawnFailed(m) => P::SpawnFailed(m),
-        W::StdinNotAvailable(pid) => P::StdinNotAvailable(pid),
+        W::StdinNotWritable(refusal) => P::StdinNotWritable(
+            refusal.pid,
+            match refusal.state {
+                wit::StdinState::NotAPipe => plain::StdinState::NotAPipe,
+                wit::StdinState::Closed => plain::StdinState::Closed,
+            },
+        ),
         W::NotRunning(pid) => P::NotRunning(pid),
         W::InvalidSignal(n) => P::InvalidSignal(n),
         W::Denied(m) => P::Denied(m),

@@ -145,6 +145,15 @@ pub struct HostSummary {
     pub total_processes: u64,
 }
 
+/// Why a process's stdin can't be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdinState {
+    /// Started with `stdin_mode` `closed`: there never was a pipe.
+    NotAPipe,
+    /// The pipe was closed (by a close, by the child, or at its exit).
+    Closed,
+}
+
 /// Why the capability refused or failed a call; each case is one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessError {
@@ -154,8 +163,8 @@ pub enum ProcessError {
     NotFound(Pid),
     /// The OS could not start the command; the OS reason (400).
     SpawnFailed(String),
-    /// Stdin is not a pipe or already closed (400).
-    StdinNotAvailable(Pid),
+    /// Stdin can't be written: never a pipe, or closed (400).
+    StdinNotWritable(Pid, StdinState),
     /// The process has already ended (400).
     NotRunning(Pid),
     /// Not a signal number the host delivers (400).

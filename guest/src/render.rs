@@ -10,7 +10,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::model::{
     EnvVar, HostSummary, OutputLine, OutputMode, OutputStream, Pid, ProcessError, ProcessInfo, ProcessStatus, Reply,
-    StartRequest, StdinMode,
+    StartRequest, StdinMode, StdinState,
 };
 
 /// A failed request as the API reports it: status, code and message.
@@ -54,10 +54,15 @@ impl From<ProcessError> for ApiError {
             ProcessError::SpawnFailed(reason) => {
                 (400, "SPAWN_FAILED", format!("failed to start the command: {reason}"))
             }
-            ProcessError::StdinNotAvailable(pid) => (
+            ProcessError::StdinNotWritable(pid, StdinState::NotAPipe) => (
                 400,
-                "STDIN_NOT_AVAILABLE",
-                format!("stdin of process {pid} is not available (not a pipe, or already closed)"),
+                "STDIN_NOT_WRITABLE",
+                format!("stdin of process {pid} is not a pipe: start it with \"stdin_mode\":\"pipe\" to write to it"),
+            ),
+            ProcessError::StdinNotWritable(pid, StdinState::Closed) => (
+                400,
+                "STDIN_NOT_WRITABLE",
+                format!("stdin of process {pid} is closed (by a close request, by the process, or at its exit)"),
             ),
             ProcessError::NotRunning(pid) => (400, "NOT_RUNNING", format!("process {pid} is not running")),
             ProcessError::InvalidSignal(n) => {

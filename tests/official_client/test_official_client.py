@@ -62,6 +62,17 @@ def test_stdin_round_trip_and_follow(sandbox):
     assert wait_ended(sandbox, cat.pid).exit_code == 0
 
 
+def test_repeated_stdin_close_and_kill_succeed(sandbox):
+    # What the client's retries after a broken connection would send.
+    cat = value(sandbox.start_process("cat", stdin_mode=StdinMode.PIPE))
+    sandbox.close_stdin(cat.pid)
+    sandbox.close_stdin(cat.pid)
+    assert wait_ended(sandbox, cat.pid).exit_code == 0
+    sandbox.close_stdin(cat.pid)
+    sandbox.kill_process(cat.pid)
+    sandbox.kill_process(cat.pid)
+
+
 def test_discarded_output(sandbox):
     p = value(sandbox.start_process("echo", args=["gone"], stdout_mode=OutputMode.DISCARD))
     wait_ended(sandbox, p.pid)

@@ -133,8 +133,10 @@ fn stdin_write_and_close() {
     assert_eq!(api::write_stdin(&fake, &reference, b"hello\n\xff"), Reply { status: 204, body: String::new() });
     assert_eq!(fake.0.borrow().stdin[&pid], b"hello\n\xff");
     assert_eq!(api::close_stdin(&fake, &reference), Reply { status: 204, body: String::new() });
-    fake.fail("write_stdin", ProcessError::StdinNotAvailable(pid));
-    assert_eq!(error(&api::write_stdin(&fake, &reference, b"x")).1, "STDIN_NOT_AVAILABLE");
+    fake.fail("write_stdin", ProcessError::StdinNotWritable(pid, StdinState::Closed));
+    assert_eq!(error(&api::write_stdin(&fake, &reference, b"x")).1, "STDIN_NOT_WRITABLE");
+    fake.fail("close_stdin", ProcessError::StdinNotWritable(pid, StdinState::NotAPipe));
+    assert_eq!(error(&api::close_stdin(&fake, &reference)).1, "STDIN_NOT_WRITABLE");
 }
 
 #[test]

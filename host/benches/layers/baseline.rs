@@ -190,7 +190,13 @@ fn error(e: host::ProcessError) -> guest::ProcessError {
         H::InvalidRequest(m) => G::InvalidRequest(m),
         H::NotFound(p) => G::NotFound(p),
         H::SpawnFailed(m) => G::SpawnFailed(m),
-        H::StdinNotAvailable(p) => G::StdinNotAvailable(p),
+        H::StdinNotWritable(r) => G::StdinNotWritable(
+            r.pid,
+            match r.state {
+                host::StdinState::NotAPipe => guest::StdinState::NotAPipe,
+                host::StdinState::Closed => guest::StdinState::Closed,
+            },
+        ),
         H::NotRunning(p) => G::NotRunning(p),
         H::InvalidSignal(s) => G::InvalidSignal(s),
         H::Denied(m) => G::Denied(m),

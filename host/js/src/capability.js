@@ -71,6 +71,18 @@ const OS_REASONS = {
   ENOMEM: 'Cannot allocate memory',
 };
 
+/**
+ * Errno codes of a spawn that mean the host is full, not that the request
+ * is wrong: `limit-exceeded` (429), as the Rust host answers, never
+ * `spawn-failed` (400).
+ */
+const EXHAUSTED = {
+  EMFILE: "file descriptors: the host's open-file limit is reached (RLIMIT_NOFILE)",
+  ENFILE: 'file descriptors: the system-wide limit is reached (fs.file-max)',
+  EAGAIN: 'processes: a process limit is reached (RLIMIT_NPROC, pids.max or kernel.threads-max)',
+  ENOMEM: 'memory or process ids (kernel.pid_max)',
+};
+
 const reasonOf = (error) => {
   const text = OS_REASONS[error.code];
   return text ? `${text} (${error.code})` : error.message;
@@ -226,6 +238,8 @@ export class NodeProcessCapability {
         windowsHide: true,
       });
     } catch (error) {
+      const doing = `starting \`${shown(command)}\`: ${reasonOf(error)}`;
+      if (EXHAUSTED[error.code]) fail('limit-exceeded', `the host is out of ${EXHAUSTED[error.code]}; ${doing}`);
       fail('spawn-failed', `\`${shown(command)}\`: ${reasonOf(error)}`);
     }
     // Without a listener an 'error' event would throw in the event loop.
@@ -247,6 +261,7 @@ export class NodeProcessCapability {
       exitCode: undefined,
       signal: undefined,
       endedAt: undefined,
+      stdinPipe,
       stdin: stdinPipe ? child.stdin : null,
       capture: new CaptureBuffer({ capBytes: o.captureBytes, lineOverhead: o.lineOverheadBytes }),
       openPipes: new Set(),
@@ -349,7 +364,8 @@ export class NodeProcessCapability {
   /** `write-stdin`: queues all of `data` for the child's stdin pipe. */
   writeStdin(pid, data) {
     const rec = this.#lookup(pid);
-    if (!rec.stdin || rec.stdin.writableEnded || rec.stdin.destroyed) fail('stdin-not-available', pid);
+    if (!rec.stdinPipe) fail('stdin-not-writable', { pid, state: 'not-a-pipe' });
+    if (!rec.stdin || rec.stdin.writableEnded || rec.stdin.destroyed) fail('stdin-not-writable', { pid, state: 'closed' });
     if (rec.stdin.writableLength + data.length > this.#options.maxStdinPendingBytes) {
       fail('limit-exceeded', `process ${pid} has not read ${rec.stdin.writableLength} bytes of stdin yet`);
     }
@@ -357,10 +373,14 @@ export class NodeProcessCapability {
     if (data.length > 0) rec.stdin.write(Buffer.from(data));
   }
 
-  /** `close-stdin`: ends the stdin pipe; the child reads end-of-file. */
+  /**
+   * `close-stdin`: ends the stdin pipe; the child reads end-of-file. A pipe
+   * closed already is success, so a retried close is harmless.
+   */
   closeStdin(pid) {
     const rec = this.#lookup(pid);
-    if (!rec.stdin || rec.stdin.writableEnded || rec.stdin.destroyed) fail('stdin-not-available', pid);
+    if (!rec.stdinPipe) fail('stdin-not-writable', { pid, state: 'not-a-pipe' });
+    if (!rec.stdin || rec.stdin.writableEnded || rec.stdin.destroyed) return;
     rec.stdin.end();
     rec.stdin = null;
     this.#changed(rec);

@@ -257,7 +257,7 @@ describe('the capability', () => {
     assert.ok([204, 400].includes(first.status), first.body);
     assert.ok(await h.awaitExit(pid, 10_000));
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal(json(h.writeStdin(String(pid), 'x')).code, 'STDIN_NOT_AVAILABLE');
+    assert.equal(json(h.writeStdin(String(pid), 'x')).code, 'STDIN_NOT_WRITABLE');
     assert.equal(json(h.get(String(pid))).exit_code, 0);
   });
 

@@ -203,7 +203,7 @@ impl ProcessTable {
 
     /// Writes all of `data` to the stdin pipe of `pid`.
     ///
-    /// Fails with `stdin-not-available` if stdin is not a pipe, was closed,
+    /// Fails with `stdin-not-writable` if stdin is not a pipe, was closed,
     /// or the child closed its end; with `limit-exceeded` if the child does
     /// not read it within [`Limits::stdin_write_timeout`].
     pub async fn write_stdin(&self, pid: u32, data: Vec<u8>) -> Result<(), ProcessError> {
@@ -212,10 +212,16 @@ impl ProcessTable {
     }
 
     /// Closes the stdin pipe of `pid` (the child reads end of file), even
-    /// while a write is blocked on it. Fails with `stdin-not-available` if
-    /// there is no open pipe.
+    /// while a write is blocked on it. A pipe that is closed already
+    /// (closed before, by the child, or at its exit) is success: a retried
+    /// close must not fail. Fails with `stdin-not-writable` if stdin never
+    /// was a pipe.
     pub fn close_stdin(&self, pid: u32) -> Result<(), ProcessError> {
-        if self.inner.find(pid)?.stdin.close() { Ok(()) } else { Err(ProcessError::StdinNotAvailable(pid)) }
+        if self.inner.find(pid)?.stdin.close() {
+            Ok(())
+        } else {
+            Err(stdin::refused(pid, crate::types::StdinState::NotAPipe))
+        }
     }
 
     /// At most `max_lines` captured lines of `pid` from `cursor` on (0 is

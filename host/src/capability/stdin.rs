@@ -16,7 +16,7 @@ use tokio::net::unix::pipe::Sender as ChildStdin;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::types::ProcessError;
+use crate::types::{ProcessError, StdinRefusal, StdinState};
 
 /// Where the pipe is.
 enum Slot {
@@ -60,6 +60,11 @@ impl Drop for Restore<'_> {
     }
 }
 
+/// The error of a write (or close) that stdin's `state` rules out.
+pub(crate) fn refused(pid: u32, state: StdinState) -> ProcessError {
+    ProcessError::StdinNotWritable(StdinRefusal { pid, state })
+}
+
 /// `10s` or `1500ms`: how a timeout reads in an error message.
 fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
@@ -85,14 +90,18 @@ impl Stdin {
         matches!(*self.lock(), Slot::Idle(_) | Slot::Writing)
     }
 
-    /// Closes the pipe; false if there was none open.
+    /// Closes the pipe. A pipe closed already stays closed and that is
+    /// success too: a client that retries a close whose answer it lost must
+    /// not get an error for what it asked for. False only if stdin never
+    /// was a pipe.
     pub(crate) fn close(&self) -> bool {
         let mut slot = self.lock();
         match std::mem::replace(&mut *slot, Slot::Closed) {
             Slot::Idle(pipe) => drop(pipe),
             Slot::Writing => {}
-            old @ (Slot::NotPipe | Slot::Closed) => {
-                *slot = old;
+            Slot::Closed => return true,
+            Slot::NotPipe => {
+                *slot = Slot::NotPipe;
                 return false;
             }
         }
@@ -114,8 +123,9 @@ impl Stdin {
                 Slot::Idle(pipe) => pipe,
                 // Not `Writing`: we hold the writer lock.
                 old => {
+                    let state = if matches!(old, Slot::NotPipe) { StdinState::NotAPipe } else { StdinState::Closed };
                     *slot = old;
-                    return Err(ProcessError::StdinNotAvailable(pid));
+                    return Err(refused(pid, state));
                 }
             }
         };
@@ -128,11 +138,11 @@ impl Stdin {
                     // The child closed its end: nothing can ever be written,
                     // so the slot becomes `Closed` (see `Restore`).
                     restore.pipe = None;
-                    Err(ProcessError::StdinNotAvailable(pid))
+                    Err(refused(pid, StdinState::Closed))
                 }
                 Err(e) => Err(ProcessError::Internal(format!("writing stdin: {e}"))),
             },
-            _ = closed.wait_for(|closed| *closed) => Err(ProcessError::StdinNotAvailable(pid)),
+            _ = closed.wait_for(|closed| *closed) => Err(refused(pid, StdinState::Closed)),
             () = tokio::time::sleep_until(deadline) => Err(too_slow()),
         }
     }

@@ -6,7 +6,9 @@ use crate::capability_common;
 use std::time::Duration;
 
 use capability_common::*;
-use sandbox_process::types::{EnvVar, OutputMode, OutputSelector, OutputStream, ProcessError, ProcessStatus};
+use sandbox_process::types::{
+    EnvVar, OutputMode, OutputSelector, OutputStream, ProcessError, ProcessStatus, StdinRefusal, StdinState,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_is_captured_with_timestamps() {
@@ -68,18 +70,24 @@ async fn cat_returns_what_was_written_to_stdin() {
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     assert_eq!(texts(&lines), ["first", "second", "\u{fffd}partial"]);
     assert_eq!(ended(&t, p.pid).await.exit_code, Some(0));
-    assert!(matches!(t.close_stdin(p.pid), Err(ProcessError::StdinNotAvailable(pid)) if pid == p.pid));
-    assert!(matches!(t.write_stdin(p.pid, b"x".to_vec()).await, Err(ProcessError::StdinNotAvailable(_))));
+    // Closing again is no error (a retried close), writing is.
+    t.close_stdin(p.pid).unwrap();
+    let written = t.write_stdin(p.pid, b"x".to_vec()).await;
+    assert!(
+        matches!(written, Err(ProcessError::StdinNotWritable(StdinRefusal { pid, state: StdinState::Closed })) if pid == p.pid),
+        "{written:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stdin_of_a_closed_stdin_process_is_not_available() {
+async fn stdin_of_a_closed_stdin_process_is_not_writable() {
     let t = table();
     let p = t.start(request("sleep", &["100"])).unwrap();
-    assert!(
-        matches!(t.write_stdin(p.pid, b"x".to_vec()).await, Err(ProcessError::StdinNotAvailable(pid)) if pid == p.pid)
-    );
-    assert!(matches!(t.close_stdin(p.pid), Err(ProcessError::StdinNotAvailable(_))));
+    let not_a_pipe = |r: &Result<(), ProcessError>| matches!(r, Err(ProcessError::StdinNotWritable(StdinRefusal { pid, state: StdinState::NotAPipe })) if *pid == p.pid);
+    let written = t.write_stdin(p.pid, b"x".to_vec()).await;
+    assert!(not_a_pipe(&written), "{written:?}");
+    let closed = t.close_stdin(p.pid);
+    assert!(not_a_pipe(&closed), "{closed:?}");
     t.kill(p.pid).unwrap();
     ended(&t, p.pid).await;
 }
@@ -92,7 +100,7 @@ async fn a_child_that_closed_its_stdin_makes_writes_fail_cleanly() {
     assert_eq!(texts(&first.lines), ["closed"]);
     // The child's end is closed now: the write breaks the pipe.
     match t.write_stdin(p.pid, b"data\n".to_vec()).await {
-        Err(ProcessError::StdinNotAvailable(pid)) => assert_eq!(pid, p.pid),
+        Err(ProcessError::StdinNotWritable(StdinRefusal { pid, state: StdinState::Closed })) => assert_eq!(pid, p.pid),
         other => panic!("{other:?}"),
     }
     assert!(!t.get(p.pid).unwrap().stdin_writable);
@@ -129,7 +137,10 @@ async fn close_stdin_ends_a_blocked_write() {
     };
     t.close_stdin(p.pid).unwrap_or(()); // the writer may not have begun yet
     let written = tokio::time::timeout(BOUND, writer).await.expect("the close woke the writer").unwrap();
-    assert!(matches!(written, Err(ProcessError::StdinNotAvailable(_))), "{written:?}");
+    assert!(
+        matches!(written, Err(ProcessError::StdinNotWritable(StdinRefusal { state: StdinState::Closed, .. }))),
+        "{written:?}"
+    );
     assert!(!t.get(p.pid).unwrap().stdin_writable);
     t.kill(p.pid).unwrap();
     ended(&t, p.pid).await;

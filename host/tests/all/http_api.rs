@@ -134,8 +134,8 @@ async fn every_error_of_the_table() {
 
     let pid = s.start_process(&json!({"command": "sleep", "args": ["30"]})).await;
     let base = format!("/api/v1/processes/{pid}");
-    s.post(&format!("{base}/stdin"), "x").await.assert_error(400, "STDIN_NOT_AVAILABLE");
-    s.post(&format!("{base}/stdin/close"), "").await.assert_error(400, "STDIN_NOT_AVAILABLE");
+    s.post(&format!("{base}/stdin"), "x").await.assert_error(400, "STDIN_NOT_WRITABLE");
+    s.post(&format!("{base}/stdin/close"), "").await.assert_error(400, "STDIN_NOT_WRITABLE");
     s.post_json(&format!("{base}/signal"), &json!({"signal": 0})).await.assert_error(400, "INVALID_SIGNAL");
     s.post_json(&format!("{base}/signal"), &json!({"signal": 65})).await.assert_error(400, "INVALID_SIGNAL");
     s.post(&format!("{base}/signal"), "").await.assert_error(400, "INVALID_REQUEST");

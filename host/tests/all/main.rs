@@ -24,6 +24,7 @@ mod faults;
 mod guest_api;
 mod http_api;
 mod load;
+mod retry_safety;
 mod security;
 mod shared_cases;
 mod validator_component;
