@@ -64,6 +64,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::exhaustion::{Creating, OsFailure};
 use super::policy::Containment;
 use crate::types::ProcessError;
 
@@ -147,10 +148,10 @@ impl Setup {
             Setup::Refused(why) => {
                 Err(ProcessError::Internal(format!("cgroup containment is required but unavailable: {why}")))
             }
-            Setup::Cgroups(c) => c
-                .child(order)
-                .map(Some)
-                .map_err(|e| ProcessError::Internal(format!("creating the process's cgroup: {e}"))),
+            Setup::Cgroups(c) => c.child(order).map(Some).map_err(|e| {
+                let doing = "creating the process's cgroup";
+                e.limit_error(doing).unwrap_or_else(|| ProcessError::Internal(format!("{doing}: {}", e.error)))
+            }),
         }
     }
 }
@@ -293,14 +294,14 @@ impl Cgroups {
 
     /// Creates the cgroup of child number `order` and opens its directory
     /// (close-on-exec), which the child is started in (see `launch`).
-    fn child(&self, order: u64) -> io::Result<(Arc<ChildCgroup>, OwnedFd)> {
+    fn child(&self, order: u64) -> Result<(Arc<ChildCgroup>, OwnedFd), OsFailure> {
         let path = self.dir.join(order.to_string());
-        fs::create_dir(&path)?;
+        fs::create_dir(&path).map_err(|e| OsFailure { creating: Creating::Cgroup, ..e.into() })?;
         let dir = match fs::File::open(&path) {
             Ok(file) => OwnedFd::from(file),
             Err(e) => {
                 let _ = fs::remove_dir(&path);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let child = Arc::new(ChildCgroup {

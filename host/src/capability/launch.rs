@@ -40,6 +40,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use super::exhaustion::{Creating, OsFailure};
+
 /// The child's own stack: it only makes system calls through libc.
 const CHILD_STACK: usize = 64 << 10;
 
@@ -116,14 +118,14 @@ struct ChildContext {
 
 /// Starts `launch`. Blocks the calling thread until the child executed the
 /// program or failed to (it is suspended meanwhile, as with `vfork`).
-pub(crate) fn launch(launch: &Launch) -> io::Result<Launched> {
+pub(crate) fn launch(launch: &Launch) -> Result<Launched, OsFailure> {
     super::reap::reap_orphans();
     launch_with(launch, true)
 }
 
 /// [`launch`], with `CLONE_INTO_CGROUP` allowed or not (the tests take the
 /// fallback on purpose).
-fn launch_with(launch: &Launch, into_cgroup: bool) -> io::Result<Launched> {
+fn launch_with(launch: &Launch, into_cgroup: bool) -> Result<Launched, OsFailure> {
     let program = cstring(launch.program.as_os_str(), "the program path")?;
     let dir = cstring(launch.dir.as_os_str(), "the working directory")?;
     let argv = launch.argv.iter().map(|a| cstring(a, "an argument")).collect::<io::Result<Vec<_>>>()?;
@@ -158,15 +160,15 @@ fn launch_with(launch: &Launch, into_cgroup: bool) -> io::Result<Launched> {
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
     let pid = match launch.cgroup {
         Some(dir) => match into_cgroup.then(|| clone_into_cgroup(&ctx, stack.as_mut_ptr(), top, dir)).flatten() {
-            Some(started) => started?,
+            Some(started) => started.map_err(OsFailure::cloning)?,
             None => {
                 // The fallback: the child moves itself in.
                 let procs = open_procs(dir)?;
                 ctx.cgroup_procs = procs.as_raw_fd();
-                clone_vfork(&ctx, top)?
+                clone_vfork(&ctx, top).map_err(OsFailure::cloning)?
             }
         },
-        None => clone_vfork(&ctx, top)?,
+        None => clone_vfork(&ctx, top).map_err(OsFailure::cloning)?,
     };
     drop(stack);
 
@@ -180,11 +182,9 @@ fn launch_with(launch: &Launch, into_cgroup: bool) -> io::Result<Launched> {
             && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
         {}
         let os = io::Error::from_raw_os_error(errno);
-        return Err(if step == STEP_EXEC {
-            os
-        } else {
-            io::Error::new(os.kind(), format!("{}: {os}", STEPS[step as usize]))
-        });
+        let error =
+            if step == STEP_EXEC { os } else { io::Error::new(os.kind(), format!("{}: {os}", STEPS[step as usize])) };
+        return Err(OsFailure { error, errno: Some(errno), creating: Creating::Descriptor });
     }
     Ok(Launched { pid, stdin: stdin_host, stdout: stdout_host, stderr: stderr_host })
 }

@@ -18,11 +18,14 @@
 //! - readers and waiters sleep on a per-process `watch` channel rather than
 //!   poll (`process`);
 //! - dropping the last clone of the table, or [`ProcessTable::shutdown`],
-//!   kills every group (and cgroup) it started (`table`).
+//!   kills every group (and cgroup) it started (`table`);
+//! - a start that finds the machine out of descriptors, processes or
+//!   memory is `limit-exceeded`, not `spawn-failed` (`exhaustion`).
 
 mod capture;
 mod cgroup;
 pub mod environment;
+mod exhaustion;
 mod launch;
 mod policy;
 mod process;

@@ -34,6 +34,7 @@ use tokio::net::unix::pipe;
 use tokio::runtime::Handle;
 
 use super::Inner;
+use super::exhaustion::OsFailure;
 use super::launch::{self, Launch};
 use super::policy::Prepared;
 use super::process::{End, Proc};
@@ -150,7 +151,7 @@ pub(crate) fn spawn(
         drop(cgroup);
         let launched = launched?;
         let pid = launched.pid;
-        let adopt = || -> io::Result<Child> {
+        let adopt = || -> Result<Child, OsFailure> {
             Ok(Child {
                 pid: pid as u32,
                 exit: ExitWatch::new(pid)?,
@@ -161,7 +162,7 @@ pub(crate) fn spawn(
         };
         adopt().inspect_err(|_| abandon(pid))
     })?;
-    spawned.map_err(|e| spawn_error(&req.command, &prepared.program, e))
+    spawned.map_err(|e| start_error(&req.command, &prepared.program, e))
 }
 
 /// Ends and reaps a child the host could not take charge of (out of file
@@ -178,8 +179,13 @@ fn abandon(pid: libc::pid_t) {
     }
 }
 
-fn spawn_error(command: &str, program: &Path, e: io::Error) -> ProcessError {
-    ProcessError::SpawnFailed(format!("command `{command}` ({}): {e}", program.display()))
+/// `limit-exceeded` when the host ran out of something (the request may
+/// succeed later), else `spawn-failed` with the OS reason.
+fn start_error(command: &str, program: &Path, e: OsFailure) -> ProcessError {
+    let doing = format!("starting `{command}` ({})", program.display());
+    e.limit_error(&doing).unwrap_or_else(|| {
+        ProcessError::SpawnFailed(format!("command `{command}` ({}): {}", program.display(), e.error))
+    })
 }
 
 /// Starts the pumps of the captured pipes and the reaper of `child`.

@@ -24,6 +24,7 @@ fn start(program: &str, argv: &[&str], env: &[(String, String)], dir: &str) -> i
         cgroup: None,
         kill_on_host_death: true,
     })
+    .map_err(io::Error::from)
 }
 
 fn read_all(fd: Option<OwnedFd>) -> String {
@@ -156,4 +157,26 @@ async fn starts_inside_its_cgroup_both_ways() {
         );
         cgroups.reaped(&cgroup);
     }
+}
+
+#[test]
+fn a_failed_step_keeps_its_errno() {
+    // The step's name goes into the message, the errno stays readable: the
+    // start's error depends on it (EMFILE is a limit, ENOENT the request).
+    let failure = launch(&Launch {
+        program: Path::new("/bin/true"),
+        argv: vec![OsStr::new("true")],
+        env: &[],
+        dir: Path::new("/no/such/dir"),
+        stdin: Stdio::Null,
+        stdout: Stdio::Null,
+        stderr: Stdio::Null,
+        cgroup: None,
+        kill_on_host_death: true,
+    })
+    .err()
+    .expect("a missing working directory fails");
+    assert_eq!(failure.errno, Some(libc::ENOENT));
+    assert!(failure.error.to_string().starts_with("changing to its working directory"), "{}", failure.error);
+    assert!(failure.limit_error("starting `true`").is_none());
 }
