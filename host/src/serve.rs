@@ -11,6 +11,12 @@ use clap::Args;
 use sandbox_process::{GuestRuntime, HttpConfig, ProcessTable, http};
 
 use crate::cli::args::HostArgs;
+use crate::cli::descriptors;
+
+/// The open connections the descriptor budget sets aside (one descriptor
+/// each) beside `--max-processes`. A constant until `serve` has a
+/// connection limit of its own; then that limit takes its place.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// How long in-flight requests get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -48,7 +54,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         );
     }
     let signal = shutdown_signal();
-    let (policy, limits) = args.host.policy_and_limits(token.as_deref())?;
+    let (policy, mut limits) = args.host.policy_and_limits(token.as_deref())?;
+    descriptors::fit(&mut limits, args.host.max_processes.is_some(), DEFAULT_MAX_CONNECTIONS)?;
     let processes = ProcessTable::new(policy, limits);
     let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
     let config =

@@ -112,6 +112,9 @@ struct ChildContext {
     /// The host's pid when a parent-death signal is wanted, else 0.
     death_parent: libc::pid_t,
     sigrtmax: i32,
+    /// The open-file limit the host had before it raised its own (see
+    /// `fd_budget`), which the child gets back; `None` if never raised.
+    nofile: Option<libc::rlimit>,
     failed_step: AtomicI32,
     failed_errno: AtomicI32,
 }
@@ -152,6 +155,7 @@ fn launch_with(launch: &Launch, into_cgroup: bool) -> Result<Launched, OsFailure
         cgroup_procs: -1,
         death_parent: if launch.kill_on_host_death { std::process::id() as libc::pid_t } else { 0 },
         sigrtmax: libc::SIGRTMAX(),
+        nofile: super::fd_budget::child_open_file_limit(),
         failed_step: AtomicI32::new(0),
         failed_errno: AtomicI32::new(0),
     };
@@ -393,6 +397,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         if libc::chdir(ctx.dir) == -1 {
             return fail(STEP_CHDIR);
+        }
+        // Lowering a soft limit to at most the hard one can't fail; were it
+        // to, the child would only keep the host's higher limit.
+        if let Some(nofile) = &ctx.nofile {
+            libc::setrlimit(libc::RLIMIT_NOFILE, nofile);
         }
         libc::execve(ctx.program, ctx.argv, ctx.envp);
         fail(STEP_EXEC)

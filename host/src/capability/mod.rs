@@ -20,12 +20,14 @@
 //! - dropping the last clone of the table, or [`ProcessTable::shutdown`],
 //!   kills every group (and cgroup) it started (`table`);
 //! - a start that finds the machine out of descriptors, processes or
-//!   memory is `limit-exceeded`, not `spawn-failed` (`exhaustion`).
+//!   memory is `limit-exceeded`, not `spawn-failed` (`exhaustion`); how
+//!   many descriptors the limits need is [`fd_budget`]'s count.
 
 mod capture;
 mod cgroup;
 pub mod environment;
 mod exhaustion;
+pub mod fd_budget;
 mod launch;
 mod policy;
 mod process;

@@ -118,9 +118,14 @@ pub struct HostArgs {
     /// LD_PRELOAD); repeatable.
     #[arg(long = "forbid-env", value_name = "NAME")]
     pub forbid_env: Vec<String>,
-    /// The most processes running at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_processes: usize,
+    /// The most processes running at once [default: 1024]. Each running
+    /// process holds 4 file descriptors (stdin, stdout and stderr pipes, a
+    /// pidfd): `serve` raises its open-file limit to the hard limit
+    /// (`ulimit -Hn`) and refuses to start if N does not fit beside the
+    /// connections and a reserve; without this flag it lowers the default
+    /// to what fits, with a warning.
+    #[arg(long, value_name = "N")]
+    pub max_processes: Option<usize>,
     /// Captured bytes kept per process and stream; past it the oldest lines
     /// are dropped (and counted).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
@@ -194,7 +199,7 @@ impl HostArgs {
         policy.kill_on_host_death = !self.no_kill_on_exit;
         policy.containment = self.containment;
         let limits = Limits {
-            max_processes: self.max_processes,
+            max_processes: self.max_processes.unwrap_or(Limits::default().max_processes),
             capture_bytes: self.capture_bytes,
             max_line_bytes: self.max_line_bytes,
             max_retained_exited: self.max_retained_exited,

@@ -30,6 +30,12 @@ pub async fn validate(args: ValidateArgs) -> Result<ExitCode> {
 pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let body = read_request(&args.request)?;
     let (policy, limits) = args.host.policy_and_limits(None)?;
+    // As `serve` does (the child gets the original limit back, see
+    // `fd_budget`); one process needs so few descriptors that a failure
+    // here is only worth a warning.
+    if let Err(e) = super::descriptors::raise() {
+        tracing::warn!("{e:#}");
+    }
     let processes = ProcessTable::new(policy, limits);
     let runtime = GuestRuntime::new(processes.clone(), one_shot(args.host.guest.guest_limits()))?;
     let reply = runtime.start(&body).await?;

@@ -1,5 +1,6 @@
 //! The command line: argument parsing and the one-shot subcommands.
 
 pub mod args;
+pub mod descriptors;
 pub mod exec;
 pub mod export;

@@ -20,6 +20,7 @@ mod capability_process;
 mod child_env;
 mod cli;
 mod component_imports;
+mod descriptors;
 mod faults;
 mod guest_api;
 mod http_api;

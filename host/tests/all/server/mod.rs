@@ -29,6 +29,17 @@ impl Server {
     /// Like [`Server::start`], with `env` added to (or overriding, e.g.
     /// `RUST_LOG`) the server's environment.
     pub fn start_with_env(args: &[&str], token: Option<&str>, env: &[(&str, &std::ffi::OsStr)]) -> Server {
+        Server::start_configured(args, token, env, |_| {})
+    }
+
+    /// Like [`Server::start`], with `configure` applied to the command last
+    /// (a `pre_exec` that lowers a limit, say).
+    pub fn start_configured(
+        args: &[&str],
+        token: Option<&str>,
+        env: &[(&str, &std::ffi::OsStr)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox-process"));
         cmd.arg("serve").args(["--listen", "127.0.0.1:0"]).args(args);
         if let Some(token) = token {
@@ -43,6 +54,7 @@ impl Server {
         for (key, value) in env {
             cmd.env(key, value);
         }
+        configure(&mut cmd);
         let mut child = cmd.spawn().expect("the server binary starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
