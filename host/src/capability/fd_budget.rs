@@ -45,7 +45,8 @@ pub const PER_CONNECTION: u64 = 1;
 /// (epoll, its waker, the signal pipe), the listener, `/dev/null`, the
 /// compiled guest's cache file while it loads, logging, the cgroup files
 /// opened for a kill or a removal, and stray holders of ended processes'
-/// output pipes. An idle server holds about 20 (`ls /proc/PID/fd`).
+/// output pipes. An idle `serve` holds 14 (`ls /proc/PID/fd`), the
+/// compiled guest's file and a `/proc/self/pagemap` among them.
 pub const RESERVE: u64 = 64;
 
 /// Whether `max_processes` running processes and `max_connections` open
