@@ -2,3 +2,5 @@
 
 pub mod args;
 pub mod exec;
+pub mod serve_args;
+pub mod token;
