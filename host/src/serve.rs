@@ -12,7 +12,7 @@ use sandbox_process::http::CrossSite;
 use sandbox_process::{GuestRuntime, HttpConfig, ProcessTable, http};
 
 use crate::cli::args::HostArgs;
-use crate::cli::serve_args::{AuthArgs, TokenSource};
+use crate::cli::serve_args::{AuthArgs, ConnectionArgs, TokenSource};
 
 /// How long in-flight requests get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Authentication and cross-site requests.
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Connection limits and deadlines.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// Policy and limits.
     #[command(flatten)]
     pub host: HostArgs,
@@ -84,13 +87,19 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
              can run commands as this user"
         );
     }
-    let config =
-        HttpConfig { token, max_json_body: args.max_body_bytes, max_stdin_body: args.max_stdin_bytes, cross_site };
+    let config = HttpConfig {
+        token,
+        max_json_body: args.max_body_bytes,
+        max_stdin_body: args.max_stdin_bytes,
+        body_timeout: args.connections.body_timeout,
+        cross_site,
+    };
     tracing::info!(listen = %local, "serving the sandbox process API");
 
     let shutdown_processes = processes.clone();
     let (draining, drain_began) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, http::router(runtime, config)).with_graceful_shutdown(async move {
+    let router = http::router(runtime, config);
+    let server = http::serve(listener, router, args.connections.limits(), async move {
         let signal = signal.await;
         tracing::info!("{signal}: shutting down");
         // Killing every group first lets follow and run streams finish with
@@ -98,10 +107,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         shutdown_processes.shutdown().await;
         let _ = draining.send(());
     });
-    let mut server = tokio::spawn(async move { server.await });
-    // The graceful drain waits for every open connection, and a client that
-    // sent half a request head (or stopped mid-body) never finishes: bound
-    // it, or such a client could keep the server from ever exiting.
+    let mut server = tokio::spawn(server);
+    // The drain closes waiting connections at once but lets busy ones finish
+    // their response, and a client that stopped mid-body (until
+    // --body-timeout) or stopped reading its response never does: bound it,
+    // or such a client could keep the server from exiting for long.
     let drain_over = async {
         match drain_began.await {
             Ok(()) => tokio::time::sleep(DRAIN).await,

@@ -248,8 +248,15 @@ fn serve_help_explains_the_new_flags() {
         "--insecure-no-auth",
         "--allow-origin",
         "--allow-host",
+        "--header-timeout",
+        "--body-timeout",
+        "--idle-timeout",
+        "--max-connections",
         "XDG_RUNTIME_DIR",
     ] {
         assert!(help.contains(flag), "serve --help mentions {flag}");
+    }
+    for default in ["[default: 10s]", "[default: 30s]", "[default: 60s]", "[default: 512]"] {
+        assert!(help.contains(default), "serve --help shows {default}");
     }
 }

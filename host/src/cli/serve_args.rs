@@ -1,10 +1,11 @@
-//! `serve`'s flags for who gets in.
+//! `serve`'s flags for who gets in and how long connections may take.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use sandbox_process::http::{parse_host, parse_origin};
+use sandbox_process::http::{ConnectionLimits, Deadlines, parse_host, parse_origin};
 
 use super::token::{self, TokenFile};
 
@@ -91,5 +92,78 @@ impl TokenSource {
                 (Some(token), Some(file))
             }
         })
+    }
+}
+
+/// How many connections, and how long each may take.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Connections")]
+pub struct ConnectionArgs {
+    /// A connection must send a whole request head within this time of
+    /// opening, or of its first byte after an idle spell; else it is closed.
+    /// (DURATION: 500ms, 10s, 2m; a bare number is seconds.)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// A request body must arrive within this time of the server starting to
+    /// read it; else 408 and the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after
+    /// this long. A connection answering a request or sending a stream
+    /// (follow, run) is not idle, however quiet the stream.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// The most connections open at once. At the limit a new connection
+    /// takes the place of the one that has waited longest for a request;
+    /// when every one is busy with a request, it is closed at once.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+impl ConnectionArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            deadlines: Deadlines { header: self.header_timeout, idle: self.idle_timeout },
+            max_connections: self.max_connections as usize,
+        }
+    }
+}
+
+/// `500ms`, `10s`, `2m`, or a bare number of seconds; more than zero.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let (number, unit_ms) = if let Some(n) = value.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = value.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (value, 1000)
+    };
+    let bad = || format!("`{value}` is not a duration like 500ms, 10s or 2m");
+    let n: u64 = number.trim().parse().map_err(|_| bad())?;
+    let ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
+    if ms == 0 {
+        return Err(format!("`{value}`: the duration must be more than zero"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").unwrap_err().contains("more than zero"));
+        assert!(parse_duration("1h").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

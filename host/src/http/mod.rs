@@ -1,15 +1,17 @@
-//! The HTTP transport: refuses cross-site and unauthenticated requests,
-//! routes each request of the sandbox process
+//! The HTTP transport: accepts and bounds connections, refuses cross-site
+//! and unauthenticated requests, routes each request of the sandbox process
 //! API to the guest's exported function, and moves bytes. What a request
 //! means and what the reply says is the guest's business.
 
 mod auth;
+mod connection;
+mod listener;
 mod origin;
 mod routes;
 mod stream;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -18,6 +20,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+pub use self::connection::Deadlines;
+pub use self::listener::{ConnectionLimits, serve};
 pub use self::origin::{CrossSite, parse_host, parse_origin};
 use crate::runtime::{GuestRuntime, Reply};
 
@@ -31,13 +35,22 @@ pub struct HttpConfig {
     pub max_json_body: usize,
     /// The largest body of one stdin write, in bytes (413 past it).
     pub max_stdin_body: usize,
+    /// How long a request's body may take to arrive, from when the server
+    /// starts reading it (408 past it).
+    pub body_timeout: Duration,
     /// The `Origin`s (and, without a token, the `Host`s) let in.
     pub cross_site: CrossSite,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { token: None, max_json_body: 1 << 20, max_stdin_body: 8 << 20, cross_site: CrossSite::default() }
+        HttpConfig {
+            token: None,
+            max_json_body: 1 << 20,
+            max_stdin_body: 8 << 20,
+            body_timeout: Duration::from_secs(30),
+            cross_site: CrossSite::default(),
+        }
     }
 }
 
@@ -47,7 +60,7 @@ struct AppState {
     config: HttpConfig,
 }
 
-/// The router of the whole API, ready for `axum::serve`.
+/// The router of the whole API, ready for [`serve`].
 pub fn router(runtime: Arc<GuestRuntime>, config: HttpConfig) -> Router {
     let layered = with_auth_and_logging(routes::routes(), &config);
     let state = Arc::new(AppState { runtime, config });
