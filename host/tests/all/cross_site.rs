@@ -1,7 +1,7 @@
 //! Authentication is never off by accident, and what a browser sends
 //! cross-site is refused: the real server binary, in each auth mode.
 
-mod server;
+use crate::server;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! bodies have a deadline, streams are never cut for being quiet, and the
 //! accept loop survives running out of file descriptors.
 
-mod server;
+use crate::server;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
