@@ -13,13 +13,13 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{Request, Response};
 use hyper::body::{Bytes, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
@@ -47,13 +47,18 @@ const SINCE_MASK: u64 = (1 << PHASE_SHIFT) - 1;
 /// one atomic compare-and-swap.
 pub(super) struct ConnState {
     state: AtomicU64,
+    /// Requests whose response is not done (one, unless hyper keeps a body
+    /// a moment after the next head arrived).
+    in_flight: AtomicU32,
     epoch: Instant,
-    close: Notify,
+    /// Wakes the watchdog when its deadline may have moved closer: the
+    /// connection went idle, started a head, or must close.
+    wake: Notify,
 }
 
 impl ConnState {
     pub(super) fn new(epoch: Instant) -> ConnState {
-        let state = ConnState { state: AtomicU64::new(0), epoch, close: Notify::new() };
+        let state = ConnState { state: AtomicU64::new(0), in_flight: AtomicU32::new(0), epoch, wake: Notify::new() };
         state.state.store(state.pack(HEAD), Ordering::Relaxed);
         state
     }
@@ -81,8 +86,8 @@ impl ConnState {
 
     /// Bytes arrived: after an idle spell they start a new request head.
     fn saw_bytes(&self) {
-        if self.state.load(Ordering::Relaxed) >> PHASE_SHIFT == IDLE {
-            self.swap_if(|p| p == IDLE, HEAD);
+        if self.state.load(Ordering::Relaxed) >> PHASE_SHIFT == IDLE && self.swap_if(|p| p == IDLE, HEAD) {
+            self.wake.notify_one();
         }
     }
 
@@ -98,7 +103,7 @@ impl ConnState {
     pub(super) fn close_if_waiting(&self) -> bool {
         let closing = self.swap_if(|p| p == HEAD || p == IDLE, CLOSING);
         if closing {
-            self.close.notify_one();
+            self.wake.notify_one();
         }
         closing
     }
@@ -109,28 +114,27 @@ impl ConnState {
         loop {
             let seen = self.state.load(Ordering::Acquire);
             let since = Duration::from_millis(seen & SINCE_MASK);
-            let wait = match seen >> PHASE_SHIFT {
-                HEAD => (since + deadlines.header).saturating_sub(self.epoch.elapsed()),
-                IDLE => (since + deadlines.idle).saturating_sub(self.epoch.elapsed()),
-                // Busy: nothing to enforce; look again later.
-                BUSY => deadlines.idle,
+            let deadline = match seen >> PHASE_SHIFT {
+                HEAD => since + deadlines.header,
+                IDLE => since + deadlines.idle,
+                // No deadline while busy; going idle wakes this.
+                BUSY => {
+                    self.wake.notified().await;
+                    continue;
+                }
                 _ => return,
             };
+            let elapsed = self.epoch.elapsed();
+            if elapsed >= deadline {
+                // Unless the phase changed meanwhile (then look again).
+                if self.state.compare_exchange(seen, self.pack(CLOSING), Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return;
+                }
+                continue;
+            }
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.close.notified() => {}
-            }
-            let phase = seen >> PHASE_SHIFT;
-            let now = self.state.load(Ordering::Acquire);
-            if now >> PHASE_SHIFT == CLOSING {
-                return;
-            }
-            // Unchanged since the deadline was computed: it has passed.
-            if now == seen
-                && phase != BUSY
-                && self.state.compare_exchange(seen, self.pack(CLOSING), Ordering::AcqRel, Ordering::Acquire).is_ok()
-            {
-                return;
+                () = tokio::time::sleep(deadline - elapsed) => {}
+                () = self.wake.notified() => {}
             }
         }
     }
@@ -186,13 +190,22 @@ struct Busy(Arc<ConnState>);
 impl Busy {
     /// `None` when the connection was already told to close.
     fn enter(conn: &Arc<ConnState>) -> Option<Busy> {
-        conn.swap_if(|p| p == HEAD || p == IDLE, BUSY).then(|| Busy(conn.clone()))
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        if conn.swap_if(|p| p != CLOSING, BUSY) {
+            Some(Busy(conn.clone()))
+        } else {
+            conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.swap_if(|p| p == BUSY, IDLE);
+        let conn = &self.0;
+        if conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && conn.swap_if(|p| p == BUSY, IDLE) {
+            conn.wake.notify_one();
+        }
     }
 }
 
@@ -213,8 +226,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 let inner = tower_service::Service::call(&mut self.router.clone(), request);
                 Respond { inner: Some(inner), busy: Some(busy) }
             }
-            // The head arrived as the connection was being closed: nothing
-            // was done, so say so (503, safe to retry) rather than act.
+            // The head arrived as the connection was being closed: its task
+            // is about to drop it, so the request is never acted on and the
+            // client sees the connection close, as a moment earlier.
             None => Respond { inner: None, busy: None },
         }
     }
@@ -232,24 +246,12 @@ impl Future for Respond {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Ok(closing_response().map(|body| Tracked { body, _busy: None })));
+            return Poll::Pending;
         };
         let Ok(response) = ready!(Pin::new(inner).poll(cx));
         let busy = this.busy.take();
         Poll::Ready(Ok(response.map(|body| Tracked { body, _busy: busy })))
     }
-}
-
-fn closing_response() -> Response<Body> {
-    let mut response = super::error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
-        "the server closed this connection before reading the request (nothing was done): retry",
-    );
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 /// A response body that keeps its connection busy until it is done.

@@ -58,3 +58,33 @@ async fn the_limit_closes_a_waiting_connection_at_once() {
     assert!(watchdog.poll(&mut cx).is_ready());
     assert!(Busy::enter(&conn).is_none());
 }
+
+#[tokio::test]
+async fn going_idle_brings_the_deadline_forward() {
+    // A header deadline far past the bound: only the idle one, set when the
+    // response ends while the watchdog sleeps on the head's, can fire.
+    let conn = Arc::new(ConnState::new(Instant::now()));
+    let long_head = Deadlines { header: BOUND * 10, idle: SHORT };
+    let watchdog = conn.watchdog(long_head);
+    let request = async {
+        tokio::time::sleep(SHORT).await;
+        drop(Busy::enter(&conn).unwrap());
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        () = watchdog => {}
+        () = request => unreachable!(),
+        () = tokio::time::sleep(BOUND) => panic!("an idle connection outlived its deadline by {BOUND:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_head_while_the_last_response_is_still_held_is_served() {
+    let conn = Arc::new(ConnState::new(Instant::now()));
+    let first = Busy::enter(&conn).unwrap();
+    let second = Busy::enter(&conn).expect("a busy connection takes the next request");
+    drop(first);
+    assert_eq!(conn.waiting_since(), None, "still busy with the second");
+    drop(second);
+    assert!(conn.waiting_since().is_some());
+}
