@@ -8,15 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use sandbox_process::http::CrossSite;
 use sandbox_process::{GuestRuntime, HttpConfig, ProcessTable, http};
 
 use crate::cli::args::HostArgs;
 use crate::cli::descriptors;
-
-/// The open connections the descriptor budget sets aside (one descriptor
-/// each) beside `--max-processes`. A constant until `serve` has a
-/// connection limit of its own; then that limit takes its place.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+use crate::cli::serve_args::{AuthArgs, ConnectionArgs, TokenSource};
 
 /// How long in-flight requests get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -24,19 +21,22 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// `sandbox-process serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The address to listen on. Anything but loopback needs --token.
+    /// The address to listen on. Anything but loopback needs a token given
+    /// (--token-file, SANDBOX_PROCESS_TOKEN or --token).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The bearer token every request must carry (`Authorization: Bearer
-    /// TOKEN`). Without one the server only listens on loopback.
-    #[arg(long, env = "SANDBOX_PROCESS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// The largest JSON request body, in bytes (413 past it).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
     /// The largest body of one stdin write, in bytes (413 past it).
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
     pub max_stdin_bytes: usize,
+    /// Authentication and cross-site requests.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    /// Connection limits and deadlines.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// Policy and limits.
     #[command(flatten)]
     pub host: HostArgs,
@@ -45,32 +45,64 @@ pub struct ServeArgs {
 /// Serves until SIGINT or SIGTERM, then stops accepting, kills every process
 /// group it started, ends the streams and exits 0.
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
-    let token = args.token.clone().filter(|t| !t.is_empty());
-    if token.is_none() && !args.listen.ip().is_loopback() {
+    let token_source = args.auth.token_source()?;
+    let no_auth = matches!(token_source, TokenSource::None);
+    if no_auth && !args.listen.ip().is_loopback() {
         bail!(
-            "refusing to listen on {} without a token: anyone who can reach it could run commands. \
-             Pass --token (or set SANDBOX_PROCESS_TOKEN), or listen on 127.0.0.1",
+            "refusing to listen on {} without authentication: anyone who can reach it could run commands. \
+             Drop --insecure-no-auth, or listen on 127.0.0.1",
+            args.listen
+        );
+    }
+    // A generated token lives in a file on this machine: fine for local
+    // clients; a server others reach gets a token the operator chose.
+    if matches!(token_source, TokenSource::Generate(_)) && !args.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {} without a token given: pass --token-file (or SANDBOX_PROCESS_TOKEN, \
+             or --token), or listen on 127.0.0.1 to have one generated",
             args.listen
         );
     }
     let signal = shutdown_signal();
-    let (policy, mut limits) = args.host.policy_and_limits(token.as_deref())?;
-    descriptors::fit(&mut limits, args.host.max_processes.is_some(), DEFAULT_MAX_CONNECTIONS)?;
-    let processes = ProcessTable::new(policy, limits);
-    let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
-    let config =
-        HttpConfig { token: token.clone(), max_json_body: args.max_body_bytes, max_stdin_body: args.max_stdin_bytes };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
-    if token.is_none() {
-        tracing::warn!("no token: every local user and program that can reach {local} can run commands");
+    // Removed when this function returns, however it does.
+    let (token, token_file) = token_source.resolve(local)?;
+    if let Some(file) = &token_file {
+        tracing::info!(
+            token_file = %file.path().display(),
+            "no --token or --token-file: generated a token; clients send `Authorization: Bearer <the file's text>`"
+        );
     }
+    // After the token is known: the policy refuses to hand it to children.
+    let (policy, mut limits) = args.host.policy_and_limits(token.as_deref())?;
+    descriptors::fit(&mut limits, args.host.max_processes.is_some(), args.connections.max_connections as usize)?;
+    let processes = ProcessTable::new(policy, limits);
+    let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
+    let cross_site = CrossSite {
+        allowed_origins: args.auth.allow_origins.clone(),
+        allowed_hosts: no_auth.then(|| CrossSite::local_hosts(local.ip(), &args.auth.allow_hosts)),
+    };
+    if no_auth {
+        tracing::warn!(
+            "--insecure-no-auth: NO AUTHENTICATION. Every local user and program that can connect to {local} \
+             can run commands as this user"
+        );
+    }
+    let config = HttpConfig {
+        token,
+        max_json_body: args.max_body_bytes,
+        max_stdin_body: args.max_stdin_bytes,
+        body_timeout: args.connections.body_timeout,
+        cross_site,
+    };
     tracing::info!(listen = %local, "serving the sandbox process API");
 
     let shutdown_processes = processes.clone();
     let (draining, drain_began) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, http::router(runtime, config)).with_graceful_shutdown(async move {
+    let router = http::router(runtime, config);
+    let server = http::serve(listener, router, args.connections.limits(), async move {
         let signal = signal.await;
         tracing::info!("{signal}: shutting down");
         // Killing every group first lets follow and run streams finish with
@@ -78,10 +110,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         shutdown_processes.shutdown().await;
         let _ = draining.send(());
     });
-    let mut server = tokio::spawn(async move { server.await });
-    // The graceful drain waits for every open connection, and a client that
-    // sent half a request head (or stopped mid-body) never finishes: bound
-    // it, or such a client could keep the server from ever exiting.
+    let mut server = tokio::spawn(server);
+    // The drain closes waiting connections at once but lets busy ones finish
+    // their response, and a client that stopped mid-body (until
+    // --body-timeout) or stopped reading its response never does: bound it,
+    // or such a client could keep the server from exiting for long.
     let drain_over = async {
         match drain_began.await {
             Ok(()) => tokio::time::sleep(DRAIN).await,
@@ -102,6 +135,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     if tokio::time::timeout(DRAIN, processes.shutdown()).await.is_err() {
         tracing::warn!("some processes were not reaped within {DRAIN:?}");
     }
+    drop(token_file);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

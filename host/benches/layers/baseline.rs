@@ -1,6 +1,7 @@
 //! The native baseline server: the same HTTP stack as `sandbox-process
-//! serve` (axum on a multi-threaded tokio runtime, the server's own
-//! bearer-token and log layers), the same capability (`ProcessTable`),
+//! serve` (its accept loop and connection deadlines, axum on a
+//! multi-threaded tokio runtime, the server's own admission and log
+//! layers), the same capability (`ProcessTable`),
 //! and the guest's own request parsing and JSON rendering compiled natively
 //! (`sandbox_process_guest::api`). What it lacks is exactly the wasm: no
 //! store, no instance, no component boundary.
@@ -35,16 +36,17 @@ pub fn main(token: String, max_processes: usize) {
         let routes = Router::new()
             .route("/api/v1/processes", get(list).post(start))
             .route("/api/v1/processes/{ref}", get(get_one));
-        let router = sandbox_process::http::with_auth_and_logging(routes, Some(token)).with_state(state);
+        let config = sandbox_process::HttpConfig { token: Some(token), ..Default::default() };
+        let router = sandbox_process::http::with_auth_and_logging(routes, &config).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         tracing::info!(listen = %listener.local_addr().unwrap(), "serving the native baseline");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                term.recv().await;
-            })
-            .await
-            .unwrap();
+        let limits = sandbox_process::http::ConnectionLimits::default();
+        sandbox_process::http::serve(listener, router, limits, async move {
+            term.recv().await;
+        })
+        .await
+        .unwrap();
         table.shutdown().await;
     });
 }

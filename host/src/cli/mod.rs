@@ -4,3 +4,5 @@ pub mod args;
 pub mod descriptors;
 pub mod exec;
 pub mod export;
+pub mod serve_args;
+pub mod token;

@@ -1,4 +1,6 @@
-//! Bearer-token authentication, compared in constant time.
+//! Who gets in: cross-site requests are refused (403), then the bearer
+//! token is checked (401), compared in constant time. Both before routing,
+//! before the body is read, before the guest runs.
 
 use std::sync::Arc;
 
@@ -8,12 +10,38 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::error_response;
+use super::origin::{CrossSite, Refusal};
 
-/// Refuses (401) a request without `Authorization: Bearer <token>` when a
-/// token is configured. Every route, `/health` included, is behind it: a
-/// health probe that reveals the server exists is still an answer.
-pub(super) async fn require_token(State(token): State<Option<Arc<str>>>, request: Request, next: Next) -> Response {
-    let Some(expected) = token.as_deref() else {
+/// What the admission layer checks.
+pub(super) struct Admission {
+    pub(super) token: Option<String>,
+    pub(super) cross_site: CrossSite,
+}
+
+/// Refuses a cross-site request (403), then a request without
+/// `Authorization: Bearer <token>` when a token is configured (401). Every
+/// route, `/health` included, is behind it: a health probe that reveals the
+/// server exists is still an answer.
+pub(super) async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
+    match admission.cross_site.check(request.headers()) {
+        Ok(()) => {}
+        Err(Refusal::Origin) => {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN_ORIGIN",
+                "cross-site request refused: this Origin is not allowed (see --allow-origin)",
+            );
+        }
+        Err(Refusal::Host) => {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN_HOST",
+                "request refused: a server without a token answers only its own address and \
+                 localhost in the Host header (see --allow-host)",
+            );
+        }
+    }
+    let Some(expected) = admission.token.as_deref() else {
         return next.run(request).await;
     };
     let presented = request

@@ -1,13 +1,17 @@
-//! The HTTP transport: authenticates, routes each request of the sandbox
-//! process API to the guest's exported function, and moves bytes. What a
-//! request means and what the reply says is the guest's business.
+//! The HTTP transport: accepts and bounds connections, refuses cross-site
+//! and unauthenticated requests, routes each request of the sandbox process
+//! API to the guest's exported function, and moves bytes. What a request
+//! means and what the reply says is the guest's business.
 
 mod auth;
+mod connection;
+mod listener;
+mod origin;
 mod routes;
 mod stream;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -16,6 +20,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+pub use self::connection::Deadlines;
+pub use self::listener::{ConnectionLimits, serve};
+pub use self::origin::{CrossSite, parse_host, parse_origin};
 use crate::runtime::{GuestRuntime, Reply};
 
 /// How the server treats requests.
@@ -28,11 +35,22 @@ pub struct HttpConfig {
     pub max_json_body: usize,
     /// The largest body of one stdin write, in bytes (413 past it).
     pub max_stdin_body: usize,
+    /// How long a request's body may take to arrive, from when the server
+    /// starts reading it (408 past it).
+    pub body_timeout: Duration,
+    /// The `Origin`s (and, without a token, the `Host`s) let in.
+    pub cross_site: CrossSite,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { token: None, max_json_body: 1 << 20, max_stdin_body: 8 << 20 }
+        HttpConfig {
+            token: None,
+            max_json_body: 1 << 20,
+            max_stdin_body: 8 << 20,
+            body_timeout: Duration::from_secs(30),
+            cross_site: CrossSite::default(),
+        }
     }
 }
 
@@ -42,21 +60,22 @@ struct AppState {
     config: HttpConfig,
 }
 
-/// The router of the whole API, ready for `axum::serve`.
+/// The router of the whole API, ready for [`serve`].
 pub fn router(runtime: Arc<GuestRuntime>, config: HttpConfig) -> Router {
-    let token = config.token.clone();
+    let layered = with_auth_and_logging(routes::routes(), &config);
     let state = Arc::new(AppState { runtime, config });
-    with_auth_and_logging(routes::routes(), token).with_state(state)
+    layered.with_state(state)
 }
 
-/// The layers around every route: bearer-token authentication (when
-/// `token` is set) inside one log line per request. Public, hidden, so that
-/// the benchmark's native baseline server is this very stack minus the
-/// guest.
+/// The layers around every route: the cross-site checks and bearer-token
+/// authentication (when `config.token` is set) in one layer, inside one
+/// log line per request. Public, hidden, so that the benchmark's native
+/// baseline server is this very stack minus the guest.
 #[doc(hidden)]
-pub fn with_auth_and_logging<S: Clone + Send + Sync + 'static>(routes: Router<S>, token: Option<String>) -> Router<S> {
+pub fn with_auth_and_logging<S: Clone + Send + Sync + 'static>(routes: Router<S>, config: &HttpConfig) -> Router<S> {
+    let admission = auth::Admission { token: config.token.clone(), cross_site: config.cross_site.clone() };
     routes
-        .layer(middleware::from_fn_with_state(token.map(Arc::<str>::from), auth::require_token))
+        .layer(middleware::from_fn_with_state(Arc::new(admission), auth::admit))
         .layer(middleware::from_fn(log_request))
 }
 

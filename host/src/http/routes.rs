@@ -1,11 +1,12 @@
 //! Which guest function serves which method and path.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 
@@ -41,8 +42,9 @@ pub(super) fn process_ref(uri: &OriginalUri) -> &str {
     uri.path().split('/').nth(4).unwrap_or("")
 }
 
-/// Reads at most `limit` bytes of body; `Err` is the 413 to send.
-pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+/// Reads at most `limit` bytes of body within `timeout`; `Err` is the 413
+/// or 408 to send.
+pub(super) async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
     let too_large = || {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -54,7 +56,20 @@ pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Respons
     if usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).map_or(true, |n| n > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(read) => read.map_err(|_| too_large()),
+        Err(_) => {
+            // The rest of the body may still come: the connection can't
+            // carry another request.
+            let mut response = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                &format!("the request body did not arrive within {timeout:?} (see --body-timeout)"),
+            );
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(response)
+        }
+    }
 }
 
 /// Turns a guest call's outcome into the response.
@@ -80,7 +95,7 @@ async fn list(State(app): App) -> Response {
 }
 
 async fn start(State(app): App, body: Body) -> Response {
-    match read_body(body, app.config.max_json_body).await {
+    match read_body(body, app.config.max_json_body, app.config.body_timeout).await {
         Ok(body) => answer!(app.runtime.start(&body)),
         Err(response) => response,
     }
@@ -95,14 +110,14 @@ async fn kill(State(app): App, uri: OriginalUri) -> Response {
 }
 
 async fn signal(State(app): App, uri: OriginalUri, body: Body) -> Response {
-    match read_body(body, app.config.max_json_body).await {
+    match read_body(body, app.config.max_json_body, app.config.body_timeout).await {
         Ok(body) => answer!(app.runtime.signal(process_ref(&uri), &body)),
         Err(response) => response,
     }
 }
 
 async fn write_stdin(State(app): App, uri: OriginalUri, body: Body) -> Response {
-    match read_body(body, app.config.max_stdin_body).await {
+    match read_body(body, app.config.max_stdin_body, app.config.body_timeout).await {
         Ok(body) => answer!(app.runtime.write_stdin(process_ref(&uri), &body)),
         Err(response) => response,
     }

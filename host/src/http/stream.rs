@@ -34,7 +34,7 @@ pub(super) async fn follow(State(app): State<Arc<AppState>>, uri: OriginalUri, s
 
 /// `POST /processes/run`.
 pub(super) async fn run(State(app): State<Arc<AppState>>, body: Body) -> Response {
-    let body = match read_body(body, app.config.max_json_body).await {
+    let body = match read_body(body, app.config.max_json_body, app.config.body_timeout).await {
         Ok(body) => body,
         Err(response) => return response,
     };

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -15,6 +17,10 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub token: Option<String>,
+    /// The token file the server generated (no token given), if any.
+    pub token_file: Option<PathBuf>,
+    /// The server's `XDG_RUNTIME_DIR`, its own (removed on drop).
+    pub runtime_dir: PathBuf,
     pub client: reqwest::Client,
     /// Every line the server has logged so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -22,6 +28,9 @@ pub struct Server {
 
 impl Server {
     /// Starts `serve --listen 127.0.0.1:0` with `args`, and `token` if any.
+    /// Without one (and without `--insecure-no-auth` or a token in `env`)
+    /// the server generates a token; it is read from the file the server
+    /// names in its log, so requests carry it as with a given one.
     pub fn start(args: &[&str], token: Option<&str>) -> Server {
         Server::start_with_env(args, token, &[])
     }
@@ -32,14 +41,22 @@ impl Server {
         Server::start_configured(args, token, env, |_| {})
     }
 
-    /// Like [`Server::start`], with `configure` applied to the command last
-    /// (a `pre_exec` that lowers a limit, say).
+    /// Like [`Server::start_with_env`], with `configure` applied to the
+    /// command last (e.g. a `pre_exec` that lowers a resource limit).
     pub fn start_configured(
         args: &[&str],
         token: Option<&str>,
         env: &[(&str, &std::ffi::OsStr)],
         configure: impl FnOnce(&mut Command),
     ) -> Server {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let runtime_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "runtime-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&runtime_dir);
+        std::fs::create_dir_all(&runtime_dir).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox-process"));
         cmd.arg("serve").args(["--listen", "127.0.0.1:0"]).args(args);
         if let Some(token) = token {
@@ -48,6 +65,7 @@ impl Server {
         cmd.env_remove("SANDBOX_PROCESS_TOKEN")
             .env("RUST_LOG", "info")
             .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -62,23 +80,34 @@ impl Server {
         let kept = log.clone();
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
+            let mut token_file = None;
             // Split on bytes: a line that is not UTF-8 must not stop the drain.
             for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
                 let line = String::from_utf8_lossy(&line).into_owned();
                 kept.lock().unwrap().push(line.clone());
+                // Logged before the address.
+                if let Some(path) = line.split_whitespace().find_map(|w| w.strip_prefix("token_file=")) {
+                    token_file = Some(PathBuf::from(path));
+                }
                 if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")) {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((addr.to_string(), token_file.clone()));
                 }
                 if std::env::var_os("SERVER_LOG").is_some() {
                     eprintln!("[server] {line}");
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the server reports its address");
+        let (addr, token_file) = rx.recv_timeout(Duration::from_secs(60)).expect("the server reports its address");
+        let generated = token_file.as_ref().map(|path| {
+            let text = std::fs::read_to_string(path).expect("the generated token file is readable");
+            text.strip_suffix('\n').expect("one line").to_owned()
+        });
         Server {
             child,
             base: format!("http://{addr}"),
-            token: token.map(str::to_string),
+            token: token.map(str::to_string).or(generated),
+            token_file,
+            runtime_dir,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             log,
         }
@@ -149,6 +178,7 @@ impl Drop for Server {
             unsafe { libc_kill(self.child.id() as i32, 15) };
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
     }
 }
 
