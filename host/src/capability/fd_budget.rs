@@ -34,9 +34,11 @@ pub const PER_PROCESS: u64 = 4;
 /// Descriptors one start needs besides [`PER_PROCESS`], until the child
 /// has executed: the child's ends of its three pipes, its cgroup's
 /// directory, its `cgroup.procs` (the fallback of `CLONE_INTO_CGROUP`),
-/// and the moment a pipe end that got number 0, 1 or 2 is moved above
-/// them. One spawning thread starts every child, so one start's worth.
-pub const PER_SPAWN: u64 = 6;
+/// the moment a pipe end that got number 0, 1 or 2 is moved above them,
+/// and the spare held for its pidfd (so that a start short of descriptors
+/// fails before the program runs). One spawning thread starts every child,
+/// so one start's worth.
+pub const PER_SPAWN: u64 = 7;
 
 /// Descriptors each open HTTP connection holds: its socket.
 pub const PER_CONNECTION: u64 = 1;

@@ -467,6 +467,20 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
+/// A descriptor to hold back while a child starts, and to give up just
+/// before the one that can only be opened once it has executed (its
+/// pidfd): if descriptors are short, the start fails here, before any
+/// program ran, not after.
+pub(crate) fn spare_descriptor() -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor or -1.
+    let fd = unsafe { libc::fcntl(dev_null(), libc::F_DUPFD_CLOEXEC, 3) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// One `/dev/null`, open for the life of the host, for every null stream.
 fn dev_null() -> RawFd {
     static NULL: OnceLock<OwnedFd> = OnceLock::new();

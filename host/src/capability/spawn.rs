@@ -136,6 +136,7 @@ pub(crate) fn spawn(
     let handle = handle.clone();
     let spawned = spawner.run(move || {
         let _runtime = handle.enter();
+        let spare = launch::spare_descriptor()?;
         let launched = launch::launch(&Launch {
             program: &program,
             argv: argv.iter().map(OsString::as_os_str).collect(),
@@ -151,6 +152,9 @@ pub(crate) fn spawn(
         drop(cgroup);
         let launched = launched?;
         let pid = launched.pid;
+        // One spawning thread, so the slot is the pidfd's unless another
+        // thread opens something in this instant.
+        drop(spare);
         let adopt = || -> Result<Child, OsFailure> {
             Ok(Child {
                 pid: pid as u32,

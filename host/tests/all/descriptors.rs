@@ -133,10 +133,10 @@ fn an_explicit_max_processes_that_does_not_fit_is_refused() {
     let log = refused_serve(256, 256, &["--max-processes", "1024"]);
     for part in [
         "--max-processes 1024 does not fit in the open-file limit",
-        "1024 processes need 4678 open files",
+        "1024 processes need 4679 open files",
         "may open 256 (hard limit 256)",
-        "ulimit -n 4678",
-        "LimitNOFILE=4678",
+        "ulimit -n 4679",
+        "LimitNOFILE=4679",
     ] {
         assert!(log.contains(part), "no `{part}` in: {log}");
     }
