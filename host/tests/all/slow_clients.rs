@@ -17,6 +17,8 @@ use server::Server;
 /// More than any deadline configured here: only a real failure reaches it.
 const BOUND: Duration = Duration::from_secs(20);
 const STALLED: usize = 1100;
+/// Shells that leave two pipes each open in the server (see below).
+const LEAKING_SHELLS: usize = 100;
 
 /// Starts the server with its open-file limit, soft and hard, at `nofile`.
 fn start_with_nofile(args: &[&str], nofile: u64) -> Server {
@@ -124,10 +126,18 @@ async fn stalled_connections_neither_block_requests_nor_stay_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_descriptors_in_accept_neither_stops_nor_spins_the_server() {
     raise_own_nofile(STALLED as u64 + 200);
-    // A connection limit the descriptors can't meet: accept fails first.
-    // A header deadline long enough for the flood to reach the limit.
+    // The server refuses a connection limit its descriptors can't meet, so
+    // what runs them out here is what that budget can't count: ended
+    // shells whose background `sleep` keeps their output pipes open (two
+    // of the server's descriptors each). Then accept fails before the
+    // connection limit is reached. A header deadline long enough for the
+    // flood to get there.
     let header = Duration::from_secs(10);
-    let s = start_with_nofile(&["--header-timeout", "10s", "--max-connections", "4000"], 1024);
+    let s = start_with_nofile(&["--header-timeout", "10s", "--max-connections", "900", "--max-processes", "10"], 1024);
+    for _ in 0..LEAKING_SHELLS {
+        let pid = s.start_process(&json!({"command": "sh", "args": ["-c", "sleep 300 & exit 0"]})).await;
+        s.wait_ended(pid).await;
+    }
     let cpu_before = cpu_seconds(s.child.id());
     let flood = Instant::now();
     let stalled = stall(&s, STALLED);
