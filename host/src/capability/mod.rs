@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::now_ms;
 
-pub use capture::LINE_OVERHEAD_BYTES;
+pub use capture::{BLOCK_COST_BYTES, LINE_COST_BYTES};
 pub use environment::{DEFAULT_LOCALE, DEFAULT_PATH};
 pub use policy::{Containment, Limits, Policy};
 

@@ -121,9 +121,11 @@ pub struct Limits {
     /// fails with `limit-exceeded`.
     pub max_processes: usize,
     /// The most bytes of captured output kept per stream of each process
-    /// (default 4 MiB), counting each line's text plus a fixed per-line
-    /// overhead ([`LINE_OVERHEAD_BYTES`](super::LINE_OVERHEAD_BYTES)); past
-    /// it the oldest lines are dropped and counted.
+    /// (default 4 MiB), counting each line's text plus
+    /// [`LINE_COST_BYTES`](super::LINE_COST_BYTES), and
+    /// [`BLOCK_COST_BYTES`](super::BLOCK_COST_BYTES) per block of up to 256
+    /// lines read together; past it the oldest lines are dropped and
+    /// counted.
     pub capture_bytes: usize,
     /// The longest line kept whole (default 64 KiB); longer lines are split
     /// into pieces of at most this many bytes.

@@ -121,8 +121,9 @@ pub struct HostArgs {
     /// The most processes running at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_processes: usize,
-    /// Captured bytes kept per process and stream; past it the oldest lines
-    /// are dropped (and counted).
+    /// Captured bytes kept per process and stream, counting each line's text
+    /// plus 1 byte, and 64 bytes per block of up to 256 lines read from the
+    /// pipe together; past it the oldest lines are dropped (and counted).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub capture_bytes: usize,
     /// Longer output lines are split into pieces of this size.
