@@ -23,13 +23,18 @@
 //!   oldest lines *of that stream* are dropped and counted, so output is
 //!   never lost silently and a noisy stderr can't evict stdout.
 
+use std::sync::Arc;
+
 use crate::types::{OutputChunk, OutputLine, OutputSelector, OutputStream};
 
+#[path = "capture/budget.rs"]
+pub(crate) mod budget;
 #[path = "capture/split.rs"]
 mod split;
 #[path = "capture/tail.rs"]
 mod tail;
 
+use budget::{Account, CaptureBudget};
 use split::{Lines, Splitter};
 pub use tail::{BLOCK_COST_BYTES, LINE_COST_BYTES};
 use tail::{LineRef, Tail, Walk};
@@ -51,6 +56,8 @@ pub(crate) struct Capture {
     next_seq: u64,
     capture_bytes: usize,
     exited: bool,
+    /// What this capture holds, charged to the budget of all captures.
+    account: Account,
 }
 
 /// Where a stream lives in `Capture::streams`.
@@ -85,7 +92,52 @@ impl Capture {
     pub(crate) fn new(capture_bytes: usize, max_line_bytes: usize, stdout: bool, stderr: bool) -> Self {
         let stream =
             |captured: bool| Stream { splitter: Splitter::new(max_line_bytes), tail: Tail::default(), done: !captured };
-        Capture { streams: [stream(stdout), stream(stderr)], next_seq: 0, capture_bytes, exited: false }
+        Capture {
+            streams: [stream(stdout), stream(stderr)],
+            next_seq: 0,
+            capture_bytes,
+            exited: false,
+            account: Account::default(),
+        }
+    }
+
+    /// The capture, charged to `budget` from now on.
+    pub(crate) fn with_budget(mut self, budget: Arc<CaptureBudget>) -> Self {
+        self.account = Account::new(budget);
+        self.settle();
+        self
+    }
+
+    /// Charges what the capture holds now: every kept line and block, and
+    /// the partial lines waiting for their end.
+    fn settle(&mut self) {
+        let held = self.streams.iter().map(|s| s.tail.bytes() + s.splitter.held()).sum();
+        self.account.set(held);
+    }
+
+    /// True when the budget of all captures is over its limit.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.account.over()
+    }
+
+    /// Bytes kept per stream (stdout, stderr).
+    pub(crate) fn stream_bytes(&self) -> [usize; 2] {
+        [self.streams[0].tail.bytes(), self.streams[1].tail.bytes()]
+    }
+
+    /// Drops the oldest lines of stream `s` (0 stdout, 1 stderr) until it
+    /// keeps at most `bytes`; they are counted as dropped.
+    pub(crate) fn trim_stream(&mut self, s: usize, bytes: usize) {
+        self.streams[s].tail.trim_to(bytes);
+        self.settle();
+    }
+
+    /// Drops every kept line of both streams, counted as dropped.
+    pub(crate) fn drop_all(&mut self) {
+        for stream in &mut self.streams {
+            stream.tail.trim_to(0);
+        }
+        self.settle();
     }
 
     /// Adds bytes read from `stream` at `timestamp`; returns how many lines
@@ -95,7 +147,9 @@ impl Capture {
         let s = index(stream);
         let mut lines = Lines::with_capacity(data.len() + 16);
         self.streams[s].splitter.push(data, &mut lines);
-        self.keep(s, lines, timestamp)
+        let count = self.keep(s, lines, timestamp);
+        self.settle();
+        count
     }
 
     /// Keeps the lines of one read, then drops the oldest lines of the same
@@ -117,6 +171,7 @@ impl Capture {
         self.streams[s].splitter.finish(&mut lines);
         self.keep(s, lines, timestamp);
         self.streams[s].done = true;
+        self.settle();
     }
 
     /// The process has been reaped: once every stream is done and read,

@@ -67,6 +67,11 @@ impl Splitter {
         self.partial.len()
     }
 
+    /// The memory the partial line holds.
+    pub(crate) fn held(&self) -> usize {
+        self.partial.capacity()
+    }
+
     /// Splits `data` into `out`; bytes after the last `\n` wait for more.
     pub(crate) fn push(&mut self, data: &[u8], out: &mut Lines) {
         let mut rest = data;
