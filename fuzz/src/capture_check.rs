@@ -6,8 +6,8 @@
 //! ends of file, the exit, and reads from arbitrary cursors, and checks
 //! after every step, against a model of what was pushed:
 //!
-//! - the bytes retained per stream (text plus the per-line overhead) never
-//!   exceed the cap;
+//! - the bytes charged per stream never exceed the cap, and never undercount
+//!   what the kept lines hold (their text, one byte each, one block record);
 //! - dropped + retained == emitted, per stream and merged;
 //! - the retained lines of a stream are the newest it emitted: exactly the
 //!   pushed lines when none was longer than the line limit, and otherwise
@@ -24,7 +24,7 @@
 //! `crate::capability::capture` and `crate::types` name the same things in
 //! both; `super::source` is the sibling byte source.
 
-use crate::capability::capture::{Capture, LINE_OVERHEAD_BYTES};
+use crate::capability::capture::{BLOCK_COST_BYTES, Capture, LINE_COST_BYTES};
 use crate::types::{OutputSelector, OutputStream};
 
 use super::source::Source;
@@ -116,8 +116,8 @@ struct Run {
 pub fn check(data: &[u8]) {
     let mut src = Source::new(data);
     let cap = match src.below(4) {
-        0 => src.below(2 * LINE_OVERHEAD_BYTES),
-        1 => LINE_OVERHEAD_BYTES + src.below(256),
+        0 => src.below(2 * BLOCK_COST_BYTES),
+        1 => BLOCK_COST_BYTES + src.below(256),
         2 => src.below(1 << 14),
         _ => 1 << 22,
     };
@@ -286,8 +286,13 @@ impl Run {
         for s in 0..2 {
             let m = &self.model[s];
             let chunk = self.read_all([OutputSelector::Stdout, OutputSelector::Stderr][s]);
-            let bytes: usize = chunk.lines.iter().map(|l| l.line.len() + LINE_OVERHEAD_BYTES).sum();
-            assert!(bytes <= self.cap, "stream {s} retains {bytes} bytes, over the cap {}", self.cap);
+            // What the kept lines cost: their text and ends, and a block
+            // record for each read (at least one if any line is kept).
+            let text: usize = chunk.lines.iter().map(|l| l.line.len() + LINE_COST_BYTES).sum();
+            let charged = self.capture.retained_bytes(STREAMS[s]);
+            assert!(charged <= self.cap, "stream {s} retains {charged} bytes, over the cap {}", self.cap);
+            let least = if chunk.lines.is_empty() { 0 } else { text + BLOCK_COST_BYTES };
+            assert!(charged >= least, "stream {s} charges {charged} bytes for {least} bytes of lines");
             retained[s] = chunk.lines.len() as u64;
             dropped[s] = chunk.dropped;
             assert_eq!(chunk.dropped + retained[s], m.emitted, "stream {s}: dropped + retained != emitted");

@@ -89,15 +89,19 @@ pub fn output<C: Capability + ?Sized>(cap: &C, process_ref: &str, selector: Outp
         let mut dropped = 0;
         loop {
             let chunk = cap.read_output(pid, selector, cursor, OUTPUT_BATCH, 0)?;
-            // `dropped` counts since the start, so the latest is the total.
-            dropped = dropped.max(chunk.dropped);
             let returned = chunk.lines.len() as u64;
             let caught_up = returned < u64::from(OUTPUT_BATCH);
-            // After the first read, a skip means the buffer dropped lines
-            // this call had not reached: the child writes faster than we
-            // read, and would keep us reading (and holding every line read)
-            // until the guest's memory ran out.
-            let lapped = !lines.is_empty() && chunk.next_cursor.saturating_sub(cursor) > returned;
+            // After the first read, a skip over lines that were dropped
+            // since the previous read means the buffer dropped lines this
+            // call had not reached: the child writes faster than we read,
+            // and would keep us reading (and holding every line read) until
+            // the guest's memory ran out. (A skip over lines dropped before
+            // is no such thing: in merged output, the gaps of a stream that
+            // kept less than the other.)
+            let skipped = chunk.next_cursor.saturating_sub(cursor) > returned;
+            let lapped = !lines.is_empty() && skipped && chunk.dropped > dropped;
+            // `dropped` counts since the start, so the latest is the total.
+            dropped = dropped.max(chunk.dropped);
             cursor = chunk.next_cursor;
             lines.extend(chunk.lines.into_iter().map(|line| line.line));
             // A short read means the reader caught up. Either way the reply

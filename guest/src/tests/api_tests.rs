@@ -184,6 +184,32 @@ fn output_of_a_flood_ends_once_the_writer_laps_the_reader() {
     assert_eq!(value["dropped_lines"], 10_000);
 }
 
+/// Merged output of two streams capped apart: the stream that kept less
+/// leaves gaps in the merged cursor space. Skipping them is no sign of a
+/// writer lapping the reader: the reply goes on to the end.
+#[test]
+fn merged_output_reads_past_the_gaps_of_a_stream_that_kept_less() {
+    let fake = Fake::new();
+    let pid = fake.spawn("sh");
+    for i in 0..4096 {
+        fake.emit(pid, OutputStream::Stdout, &format!("early {i}"));
+    }
+    for i in 0..4000 {
+        fake.emit(pid, OutputStream::Stdout, &format!("out {i}"));
+        fake.emit(pid, OutputStream::Stderr, &format!("err {i}"));
+    }
+    fake.exit(pid, 0);
+    fake.0.borrow_mut().stderr_dropped.insert(pid, 2000);
+    let reply = api::output(&fake, &pid.to_string(), OutputSelector::Merged);
+    let value = body(&reply);
+    assert_eq!(value["line_count"], 4096 + 4000 + 2000, "{:?}", fake.calls());
+    assert_eq!(value["dropped_lines"], 2000);
+    assert_eq!(value["lines"][4096], "out 0");
+    assert_eq!(value["lines"][4096 + 2000], "out 2000");
+    assert_eq!(value["lines"][4096 + 2001], "err 2000");
+    assert_eq!(fake.calls().len(), 3);
+}
+
 #[test]
 fn output_selectors_and_dropped_lines() {
     let fake = Fake::new();

@@ -16,6 +16,9 @@ pub struct State {
     pub lines: BTreeMap<Pid, Vec<OutputLine>>,
     /// How many of the oldest lines of every selection were dropped.
     pub dropped: BTreeMap<Pid, u64>,
+    /// How many of the oldest stderr lines were dropped on their own (as
+    /// by a cap per stream): merged reads skip over them.
+    pub stderr_dropped: BTreeMap<Pid, u64>,
     /// Pids whose output is complete while they still show `running`.
     pub reaped_late: Vec<Pid>,
     pub now: u64,
@@ -200,10 +203,27 @@ impl Capability for Fake {
             .get(&pid)
             .map(|lines| lines.iter().filter(|l| selects(selector, l.stream)).cloned().collect())
             .unwrap_or_default();
-        let dropped = s.dropped.get(&pid).copied().unwrap_or(0).min(all.len() as u64);
-        let from = cursor.max(dropped) as usize;
-        let lines: Vec<OutputLine> = all.iter().skip(from).take(max_lines as usize).cloned().collect();
-        let next_cursor = (from + lines.len()) as u64;
+        let oldest = s.dropped.get(&pid).copied().unwrap_or(0).min(all.len() as u64);
+        let stderr_gone = s.stderr_dropped.get(&pid).copied().unwrap_or(0);
+        let mut stderr_seen = 0;
+        let kept: Vec<(u64, &OutputLine)> = (0u64..)
+            .zip(&all)
+            .filter(|(_, l)| {
+                stderr_seen += u64::from(l.stream == OutputStream::Stderr);
+                l.stream != OutputStream::Stderr || stderr_seen > stderr_gone
+            })
+            .collect();
+        let dropped = oldest + (all.len() - kept.len()) as u64;
+        let from = cursor.max(oldest);
+        let after: Vec<&(u64, &OutputLine)> = kept.iter().filter(|(at, _)| *at >= from).collect();
+        let lines: Vec<OutputLine> = after.iter().take(max_lines as usize).map(|(_, l)| (*l).clone()).collect();
+        let more = after.len() > lines.len();
+        let next_cursor = match (after.get(lines.len().wrapping_sub(1)), more) {
+            (Some((at, _)), true) if !lines.is_empty() => at + 1,
+            (Some((at, _)), _) if !lines.is_empty() => (at + 1).max(all.len() as u64),
+            _ if more => from,
+            _ => from.max(all.len() as u64),
+        };
         let ended = info.status != ProcessStatus::Running || s.reaped_late.contains(&pid);
         let complete = ended && next_cursor as usize >= all.len();
         if lines.is_empty() && !complete {

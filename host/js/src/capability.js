@@ -13,10 +13,17 @@ import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, resolve as resolvePath } from 'node:path';
 
-import { CaptureBuffer, DEFAULT_CAPTURE_BYTES, DEFAULT_MAX_LINE_BYTES, LINE_OVERHEAD_BYTES, LineSplitter } from './capture.js';
+import {
+  BLOCK_COST_BYTES,
+  CaptureBuffer,
+  DEFAULT_CAPTURE_BYTES,
+  DEFAULT_MAX_LINE_BYTES,
+  LINE_COST_BYTES,
+  LineSplitter,
+} from './capture.js';
 import { DEFAULT_LOCALE, FALLBACK_PATH, defaultBaseEnv, userEnv } from './environment.js';
 
-export { CaptureBuffer, LineSplitter, DEFAULT_CAPTURE_BYTES, DEFAULT_MAX_LINE_BYTES, LINE_OVERHEAD_BYTES };
+export { CaptureBuffer, LineSplitter, DEFAULT_CAPTURE_BYTES, DEFAULT_MAX_LINE_BYTES, LINE_COST_BYTES, BLOCK_COST_BYTES };
 export { DEFAULT_LOCALE, defaultBaseEnv, userEnv };
 
 /** The version `summary` reports. */
@@ -146,8 +153,9 @@ export class NodeProcessCapability {
    *   process.env.
    * @param {string} [options.defaultWorkingDir] where a request without a
    *   working dir starts (default: the host's current directory)
-   * @param {number} [options.captureBytes] cap per stream, bytes (4 MiB)
-   * @param {number} [options.lineOverheadBytes] what a line costs beyond its text
+   * @param {number} [options.captureBytes] cap per stream, bytes (4 MiB),
+   *   counting each line's text and end, and 64 bytes per block of up to
+   *   256 lines read together (capture.js)
    * @param {number} [options.maxLineBytes] longer lines are split (64 KiB)
    * @param {number} [options.maxProcesses] running processes at once (1024)
    * @param {number} [options.maxStdinPendingBytes] queued stdin per child (16 MiB)
@@ -160,13 +168,14 @@ export class NodeProcessCapability {
    */
   constructor(options = {}) {
     const captureBytes = options.captureBytes ?? DEFAULT_CAPTURE_BYTES;
-    const lineOverheadBytes = options.lineOverheadBytes ?? LINE_OVERHEAD_BYTES;
     this.#options = {
       baseEnv: options.baseEnv ?? defaultBaseEnv(),
       defaultWorkingDir: options.defaultWorkingDir ?? process.cwd(),
       captureBytes,
-      lineOverheadBytes,
-      maxLineBytes: Math.min(options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES, Math.max(4, captureBytes - lineOverheadBytes)),
+      maxLineBytes: Math.min(
+        options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
+        Math.max(4, captureBytes - BLOCK_COST_BYTES - LINE_COST_BYTES),
+      ),
       maxProcesses: options.maxProcesses ?? 1024,
       maxStdinPendingBytes: options.maxStdinPendingBytes ?? DEFAULT_MAX_STDIN_PENDING_BYTES,
       maxRetainedExited: options.maxRetainedExited ?? 1024,
@@ -263,7 +272,7 @@ export class NodeProcessCapability {
       endedAt: undefined,
       stdinPipe,
       stdin: stdinPipe ? child.stdin : null,
-      capture: new CaptureBuffer({ capBytes: o.captureBytes, lineOverhead: o.lineOverheadBytes }),
+      capture: new CaptureBuffer({ capBytes: o.captureBytes }),
       openPipes: new Set(),
       version: 0,
       waiters: new Set(),
@@ -280,14 +289,22 @@ export class NodeProcessCapability {
       if (!capture[stream]) continue;
       const pipe = child[stream];
       rec.openPipes.add(stream);
-      const splitter = new LineSplitter((line) => {
-        rec.capture.push(stream, line, Date.now());
+      // The lines of one chunk are kept together, as one block.
+      const lines = [];
+      const splitter = new LineSplitter((line) => lines.push(line), o.maxLineBytes);
+      const keep = () => {
+        if (lines.length === 0) return;
+        rec.capture.pushLines(stream, lines.splice(0), Date.now());
         this.#changed(rec);
-      }, o.maxLineBytes);
-      pipe.on('data', (chunk) => splitter.push(chunk));
+      };
+      pipe.on('data', (chunk) => {
+        splitter.push(chunk);
+        keep();
+      });
       const closed = () => {
         if (!rec.openPipes.has(stream)) return;
         splitter.end();
+        keep();
         rec.openPipes.delete(stream);
         this.#changed(rec);
       };

@@ -2,12 +2,21 @@
 //
 // Pure data structures with no I/O, so that they are unit-tested on their
 // own (test/capture.test.js): a splitter that turns byte chunks into lines,
-// and a buffer that keeps lines per stream under a byte cap.
+// and a buffer that keeps lines per stream under a byte cap, counted as the
+// Rust host counts it (host/src/capability/capture/tail.rs).
 
 /** The default cap of captured output per stream, in bytes. */
 export const DEFAULT_CAPTURE_BYTES = 4 * 1024 * 1024;
-/** What each kept line costs beyond its text, in bytes (bookkeeping). */
-export const LINE_OVERHEAD_BYTES = 32;
+/** What each kept line costs beyond its text, in bytes: its `\n`. */
+export const LINE_COST_BYTES = 1;
+/**
+ * What each block of (up to MAX_BLOCK_LINES) lines read together costs
+ * beyond their text, in bytes: the Rust host's figure (its record and
+ * allocation), so that both hosts keep the same lines under the same cap.
+ */
+export const BLOCK_COST_BYTES = 64;
+/** The most lines in one block; a chunk of more makes several. */
+export const MAX_BLOCK_LINES = 256;
 /** The longest line kept whole, in bytes; a longer one is split. */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
 
@@ -121,33 +130,37 @@ const STREAMS = ['stdout', 'stderr'];
 /**
  * The captured lines of one process, bounded per stream.
  *
- * Every line gets a global sequence number (its place among the lines of
- * both streams) and an index in its own stream. A stream whose kept lines
- * would cost more than `capBytes` (text bytes plus `lineOverhead` per line)
- * drops its oldest lines and counts them.
+ * Lines arrive in blocks, one per chunk read from the pipe (several of up
+ * to MAX_BLOCK_LINES for a chunk of more), and are kept that way: one
+ * Buffer holding the block's lines, each ended by `\n`, and
+ * one record (the first line's numbers and the time it was read). The cap
+ * counts what that holds, as the Rust host does: each line's UTF-8 bytes
+ * plus `LINE_COST_BYTES` (its end), and `BLOCK_COST_BYTES` per block. A
+ * stream over its cap drops its oldest lines and counts them; the newest
+ * line is always kept.
  *
- * Cursors, as the capability's `read-output` defines them: for one stream,
- * the cursor counts lines of that stream (the stream index); for `merged`
- * it counts lines of both (the global sequence). So cursor N means "N lines
- * of the selection came before", dropped ones included.
+ * Every line gets a global sequence number (its place among the lines of
+ * both streams) and an index in its own stream. Cursors, as the
+ * capability's `read-output` defines them: for one stream, the cursor
+ * counts lines of that stream (the stream index); for `merged` it counts
+ * lines of both (the global sequence). So cursor N means "N lines of the
+ * selection came before", dropped ones included.
  */
 export class CaptureBuffer {
   #capBytes;
-  #lineOverhead;
   #seq = 0;
   #streams = {
-    stdout: { lines: new Deque(), bytes: 0, count: 0, dropped: 0 },
-    stderr: { lines: new Deque(), bytes: 0, count: 0, dropped: 0 },
+    stdout: { blocks: new Deque(), bytes: 0, count: 0, dropped: 0 },
+    stderr: { blocks: new Deque(), bytes: 0, count: 0, dropped: 0 },
   };
 
-  constructor({ capBytes = DEFAULT_CAPTURE_BYTES, lineOverhead = LINE_OVERHEAD_BYTES } = {}) {
+  constructor({ capBytes = DEFAULT_CAPTURE_BYTES } = {}) {
     this.#capBytes = capBytes;
-    this.#lineOverhead = lineOverhead;
   }
 
   /** The longest line (in bytes) that fits in a stream alone. */
   get maxLineBytes() {
-    return Math.max(4, this.#capBytes - this.#lineOverhead);
+    return Math.max(4, this.#capBytes - BLOCK_COST_BYTES - LINE_COST_BYTES);
   }
 
   /** Lines of both streams so far, dropped ones included. */
@@ -158,21 +171,110 @@ export class CaptureBuffer {
   /** @param {'stdout'|'stderr'} stream */
   stats(stream) {
     const s = this.#streams[stream];
-    return { count: s.count, dropped: s.dropped, kept: s.lines.length, bytes: s.bytes };
+    return { count: s.count, dropped: s.dropped, kept: s.count - s.dropped, bytes: s.bytes };
+  }
+
+  /** Adds one line, read on its own. */
+  push(stream, line, timestamp) {
+    this.pushLines(stream, [line], timestamp);
   }
 
   /**
-   * Adds one line. The oldest lines of the same stream are dropped while the
-   * stream is over its cap (the newest line is always kept).
+   * Adds the lines of one read, as one block. The oldest lines of the same
+   * stream are dropped while the stream is over its cap.
+   *
+   * @param {'stdout'|'stderr'} stream
+   * @param {string[]} lines
+   * @param {number} timestamp
    */
-  push(stream, line, timestamp) {
+  pushLines(stream, lines, timestamp) {
     const s = this.#streams[stream];
-    const cost = Buffer.byteLength(line, 'utf8') + this.#lineOverhead;
-    s.lines.push({ seq: this.#seq++, index: s.count++, stream, line, timestamp, cost });
-    s.bytes += cost;
-    while (s.bytes > this.#capBytes && s.lines.length > 1) {
-      s.bytes -= s.lines.shift().cost;
-      s.dropped++;
+    for (let start = 0; start < lines.length; start += MAX_BLOCK_LINES) {
+      const part = lines.slice(start, start + MAX_BLOCK_LINES);
+      const text = Buffer.from(`${part.join('\n')}\n`, 'utf8');
+      s.blocks.push({ seq: this.#seq, index: s.count, timestamp, text });
+      this.#seq += part.length;
+      s.count += part.length;
+      s.bytes += text.length + BLOCK_COST_BYTES;
+    }
+    if (s.bytes > this.#capBytes) this.#trim(s);
+  }
+
+  /** Drops the fewest oldest lines that bring `s` under the cap. */
+  #trim(s) {
+    while (s.bytes > this.#capBytes) {
+      const front = s.blocks.at(0);
+      const lines = (s.blocks.length > 1 ? s.blocks.at(1).index : s.count) - front.index;
+      const need = s.bytes - this.#capBytes;
+      if (front.text.length + BLOCK_COST_BYTES <= need && s.blocks.length > 1) {
+        s.blocks.shift();
+        s.bytes -= front.text.length + BLOCK_COST_BYTES;
+        s.dropped += lines;
+        continue;
+      }
+      // Part of the block: the fewest lines that free `need` bytes, never
+      // the newest line; the rest copied so that their memory is freed.
+      let cut = 0;
+      let dropped = 0;
+      const last = s.blocks.length === 1 ? lines - 1 : lines;
+      while (dropped < last && cut < need) {
+        cut = front.text.indexOf(0x0a, cut) + 1;
+        dropped++;
+      }
+      if (dropped === 0) return;
+      if (cut === front.text.length) {
+        s.blocks.shift();
+        s.bytes -= front.text.length + BLOCK_COST_BYTES;
+      } else {
+        front.text = Buffer.from(front.text.subarray(cut));
+        s.bytes -= cut;
+      }
+      front.index += dropped;
+      front.seq += dropped;
+      s.dropped += dropped;
+    }
+  }
+
+  /** A walk over the kept lines of `s` from the first whose key is at least `cursor`. */
+  #walk(s, name, cursor, bySeq) {
+    const key = bySeq ? (b) => b.seq : (b) => b.index;
+    const at = s.blocks.lowerBound(cursor + 1, key);
+    const walk = { s, name, block: Math.max(0, at - 1), offset: 0, line: 0 };
+    const first = s.blocks.at(walk.block);
+    if (!first) return walk;
+    // Within the block only: past its last line come the next block's,
+    // whose numbers (by sequence) may be far beyond.
+    const next = s.blocks.at(walk.block + 1);
+    const lines = (next ? next.index : s.count) - first.index;
+    const skip = cursor - key(first);
+    if (skip >= lines) walk.block++;
+    else for (let i = 0; i < skip; i++) this.#advance(walk);
+    return walk;
+  }
+
+  /** The next line of a walk, or undefined. */
+  #peek(walk) {
+    const block = walk.s.blocks.at(walk.block);
+    if (!block) return undefined;
+    const end = block.text.indexOf(0x0a, walk.offset);
+    return {
+      seq: block.seq + walk.line,
+      index: block.index + walk.line,
+      stream: walk.name,
+      line: block.text.toString('utf8', walk.offset, end),
+      timestamp: block.timestamp,
+      end,
+    };
+  }
+
+  #advance(walk) {
+    const block = walk.s.blocks.at(walk.block);
+    walk.offset = block.text.indexOf(0x0a, walk.offset) + 1;
+    walk.line++;
+    if (walk.offset >= block.text.length) {
+      walk.block++;
+      walk.offset = 0;
+      walk.line = 0;
     }
   }
 
@@ -188,28 +290,27 @@ export class CaptureBuffer {
    *   `atEnd` true when no captured line follows `nextCursor`.
    */
   read(selector, cursor, maxLines) {
-    if (selector === 'merged') return this.#readMerged(cursor, maxLines);
-    const s = this.#streams[selector];
-    if (!s) throw new TypeError(`unknown selector ${selector}`);
+    const merged = selector === 'merged';
+    const names = merged ? STREAMS : [selector];
+    if (!merged && !this.#streams[selector]) throw new TypeError(`unknown selector ${selector}`);
+    const walks = names.map((name) => this.#walk(this.#streams[name], name, cursor, merged));
     const lines = [];
-    const from = Math.max(cursor, s.dropped) - s.dropped;
-    for (let i = from; i < s.lines.length && lines.length < maxLines; i++) lines.push(s.lines.at(i));
-    const nextCursor = lines.length ? lines[lines.length - 1].index + 1 : cursor;
-    return { lines, nextCursor, dropped: s.dropped, atEnd: nextCursor >= s.count };
-  }
-
-  #readMerged(cursor, maxLines) {
-    const bySeq = (l) => l.seq;
-    const [a, b] = STREAMS.map((name) => this.#streams[name].lines);
-    let i = a.lowerBound(cursor, bySeq);
-    let j = b.lowerBound(cursor, bySeq);
-    const lines = [];
-    while (lines.length < maxLines && (i < a.length || j < b.length)) {
-      if (j >= b.length || (i < a.length && a.at(i).seq < b.at(j).seq)) lines.push(a.at(i++));
-      else lines.push(b.at(j++));
+    while (lines.length < maxLines) {
+      let best;
+      let bestWalk;
+      for (const walk of walks) {
+        const line = this.#peek(walk);
+        if (line && (!best || line.seq < best.seq)) [best, bestWalk] = [line, walk];
+      }
+      if (!best) break;
+      delete best.end;
+      lines.push(best);
+      this.#advance(bestWalk);
     }
-    const nextCursor = lines.length ? lines[lines.length - 1].seq + 1 : cursor;
-    const dropped = this.#streams.stdout.dropped + this.#streams.stderr.dropped;
-    return { lines, nextCursor, dropped, atEnd: nextCursor >= this.#seq };
+    const key = (l) => (merged ? l.seq : l.index);
+    const nextCursor = lines.length ? key(lines[lines.length - 1]) + 1 : cursor;
+    const dropped = names.reduce((sum, name) => sum + this.#streams[name].dropped, 0);
+    const end = merged ? this.#seq : this.#streams[selector].count;
+    return { lines, nextCursor, dropped, atEnd: nextCursor >= end };
   }
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { CaptureBuffer, LineSplitter } from '../src/capture.js';
+import { BLOCK_COST_BYTES, CaptureBuffer, LINE_COST_BYTES, LineSplitter, MAX_BLOCK_LINES } from '../src/capture.js';
 
 const texts = (read) => read.lines.map((l) => l.line);
 
@@ -82,12 +82,14 @@ describe('CaptureBuffer', () => {
   });
 
   test('over the cap, the oldest lines of that stream are dropped and counted', () => {
-    // Each line costs 2 bytes of text + 8 of overhead = 10: 3 fit in 30.
-    const b = new CaptureBuffer({ capBytes: 30, lineOverhead: 8 });
+    // A line read on its own costs 2 bytes of text + 1 for its end + 64 for
+    // its block = 67: 3 fit in 201.
+    const cost = 2 + LINE_COST_BYTES + BLOCK_COST_BYTES;
+    const b = new CaptureBuffer({ capBytes: 3 * cost });
     for (let i = 0; i < 5; i++) b.push('stdout', `o${i}`, i);
     b.push('stderr', 'e0', 9);
-    assert.deepEqual(b.stats('stdout'), { count: 5, dropped: 2, kept: 3, bytes: 30 });
-    assert.deepEqual(b.stats('stderr'), { count: 1, dropped: 0, kept: 1, bytes: 10 });
+    assert.deepEqual(b.stats('stdout'), { count: 5, dropped: 2, kept: 3, bytes: 3 * cost });
+    assert.deepEqual(b.stats('stderr'), { count: 1, dropped: 0, kept: 1, bytes: cost });
 
     // From 0: the first kept line is stdout index 2; next-cursor - cursor -
     // returned = the lines this reader missed.
@@ -108,9 +110,41 @@ describe('CaptureBuffer', () => {
     assert.equal(r.dropped, 0);
   });
 
+  test('lines read together cost their text and ends, as in the Rust host', () => {
+    // `yes`: 4096 lines of "y" per read into a 64 KiB cap (the figures of
+    // the Rust host's the_cap_counts_the_text_kept_not_a_fixed_cost_per_line).
+    const cap = 64 * 1024;
+    const b = new CaptureBuffer({ capBytes: cap });
+    const lines = new Array(4096).fill('y');
+    const reads = Math.floor(1_000_000 / 4096);
+    for (let i = 0; i < reads; i++) b.pushLines('stdout', lines, i);
+    // Kept as blocks of 256 lines: the newest whole ones, and the newest
+    // lines of the one before that fit.
+    const block = BLOCK_COST_BYTES + MAX_BLOCK_LINES * (1 + LINE_COST_BYTES);
+    const whole = Math.floor(cap / block);
+    const kept = whole * MAX_BLOCK_LINES + Math.floor((cap - whole * block - BLOCK_COST_BYTES) / (1 + LINE_COST_BYTES));
+    assert.equal(b.stats('stdout').kept, kept);
+    assert.equal(b.stats('stdout').bytes, cap);
+    const r = b.read('stdout', 0, 1e9);
+    assert.equal(r.lines.length, kept);
+    assert.equal(r.lines.length + r.dropped, reads * 4096);
+    assert.equal(r.lines[0].index, r.dropped);
+    // Cursors land inside blocks: page through in odd steps.
+    let cursor = 0;
+    let seen = 0;
+    for (;;) {
+      const page = b.read('merged', cursor, 777);
+      if (page.lines.length === 0) break;
+      assert.equal(page.lines[0].seq, seen === 0 ? r.dropped : cursor);
+      seen += page.lines.length;
+      cursor = page.nextCursor;
+    }
+    assert.equal(seen, kept);
+  });
+
   test('the cap counts UTF-8 bytes, and the newest line is always kept', () => {
-    const b = new CaptureBuffer({ capBytes: 10, lineOverhead: 1 });
-    b.push('stdout', 'ééééé', 1); // 10 bytes + 1: over the cap alone
+    const b = new CaptureBuffer({ capBytes: 10 });
+    b.push('stdout', 'ééééé', 1); // 10 bytes + 1 + 64: over the cap alone
     assert.deepEqual(texts(b.read('stdout', 0, 10)), ['ééééé']);
     b.push('stdout', 'x', 2);
     assert.deepEqual(texts(b.read('stdout', 0, 10)), ['x']);
@@ -118,7 +152,7 @@ describe('CaptureBuffer', () => {
   });
 
   test('many lines: a long run of drops stays consistent', () => {
-    const b = new CaptureBuffer({ capBytes: 1000, lineOverhead: 10 });
+    const b = new CaptureBuffer({ capBytes: 1000 });
     for (let i = 0; i < 100_000; i++) b.push(i % 3 ? 'stdout' : 'stderr', String(i % 10), i);
     const out = b.read('stdout', 0, 1e9);
     const err = b.read('stderr', 0, 1e9);

@@ -7,11 +7,9 @@
 //!
 //! The rules:
 //!
-//! - Bytes are split into lines at `\n` (only the `\n` is stripped); invalid
-//!   UTF-8 is replaced with U+FFFD. A line longer than `max_line_bytes` is
-//!   emitted in pieces, so a child writing megabytes without a newline can't
-//!   grow memory; pieces are cut at a character boundary when possible. A
-//!   partial last line is emitted at end of file.
+//! - Bytes are split into lines (`split`): at `\n`, invalid UTF-8 replaced,
+//!   lines longer than `max_line_bytes` cut into pieces, a partial last
+//!   line emitted at end of file.
 //! - Every line gets a sequence number from one counter shared by both
 //!   streams, which makes the merged order the arrival order, and an index
 //!   among its own stream's lines. A cursor counts lines of its selection
@@ -19,53 +17,33 @@
 //!   number for both. So a reader can tell how many lines it missed to the
 //!   cap from the gap between its cursor and the next one.
 //! - Each stream keeps at most `capture_bytes`, counting each line's text
-//!   plus [`LINE_OVERHEAD_BYTES`]; past it the oldest lines *of that stream*
-//!   are dropped and counted, so output is never lost silently and a noisy
-//!   stderr can't evict stdout.
+//!   plus [`LINE_COST_BYTES`], and [`BLOCK_COST_BYTES`] for each block of
+//!   up to 256 lines read together (`tail`: that is what they really
+//!   take); past it the
+//!   oldest lines *of that stream* are dropped and counted, so output is
+//!   never lost silently and a noisy stderr can't evict stdout.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::types::{OutputChunk, OutputLine, OutputSelector, OutputStream};
 
-/// Bytes charged against the capture cap for every retained line, on top of
-/// its text.
-///
-/// It approximates what a line really costs (its slot in the deque, the
-/// sequence number and timestamp, and the allocator's overhead for the text),
-/// so that a child printing millions of tiny lines (`yes`) is bounded by the
-/// cap just like one printing long lines.
-pub const LINE_OVERHEAD_BYTES: usize = 64;
+#[path = "capture/budget.rs"]
+pub(crate) mod budget;
+#[path = "capture/split.rs"]
+mod split;
+#[path = "capture/tail.rs"]
+mod tail;
 
-/// The smallest line limit honoured: a piece must be able to hold a whole
-/// UTF-8 character (4 bytes), or cutting at a character boundary could make
-/// no progress.
-const MIN_LINE_BYTES: usize = 4;
+use budget::{Account, CaptureBudget};
+use split::{Lines, Splitter};
+pub use tail::{BLOCK_COST_BYTES, LINE_COST_BYTES};
+use tail::{LineRef, Tail, Walk};
 
-/// One retained line. `Box<str>` rather than `String`: the capacity word is
-/// dead weight for text that never grows.
+/// One stream: its splitter and its kept lines.
 #[derive(Debug)]
-struct Line {
-    seq: u64,
-    /// The line's position among its own stream's lines.
-    index: u64,
-    timestamp: u64,
-    text: Box<str>,
-}
-
-/// The retained lines and bookkeeping of one stream.
-#[derive(Debug, Default)]
-struct StreamBuf {
-    /// Sorted by `seq` (lines are only ever appended with a fresh number).
-    lines: VecDeque<Line>,
-    /// Text bytes plus overhead of `lines`; never above the cap.
-    bytes: usize,
-    /// Lines dropped (oldest first) to stay under the cap.
-    dropped: u64,
-    /// Lines ever emitted on this stream: the index the next one gets.
-    emitted: u64,
-    /// The bytes of a line whose `\n` has not arrived yet; at most
-    /// `max_line_bytes` long.
-    partial: Vec<u8>,
+struct Stream {
+    splitter: Splitter,
+    tail: Tail,
     /// No line will ever be added: end of file was read, or the stream is
     /// not captured at all.
     done: bool,
@@ -74,11 +52,12 @@ struct StreamBuf {
 /// The captured output of one process: both streams, one cursor space.
 #[derive(Debug)]
 pub(crate) struct Capture {
-    streams: [StreamBuf; 2],
+    streams: [Stream; 2],
     next_seq: u64,
     capture_bytes: usize,
-    max_line_bytes: usize,
     exited: bool,
+    /// What this capture holds, charged to the budget of all captures.
+    account: Account,
 }
 
 /// Where a stream lives in `Capture::streams`.
@@ -93,6 +72,11 @@ fn stream_at(index: usize) -> OutputStream {
     if index == 0 { OutputStream::Stdout } else { OutputStream::Stderr }
 }
 
+/// The oldest next line of the walks, and its stream.
+fn head<'a>(walks: &[Option<Walk<'a>>; 2]) -> Option<(LineRef<'a>, usize)> {
+    (0..2).filter_map(|s| Some((walks[s].as_ref()?.peek()?, s))).min_by_key(|(line, _)| line.seq)
+}
+
 /// The streams a selector reads.
 fn selected(selector: OutputSelector) -> &'static [usize] {
     match selector {
@@ -102,45 +86,58 @@ fn selected(selector: OutputSelector) -> &'static [usize] {
     }
 }
 
-/// The length of the longest prefix of `bytes` that does not end inside a
-/// UTF-8 sequence, as long as that prefix is not empty: a piece cut there
-/// decodes cleanly and the next piece starts with a whole character. Invalid
-/// bytes are left where they are (the lossy decode deals with them).
-fn char_boundary_cut(bytes: &[u8]) -> usize {
-    let len = bytes.len();
-    // A sequence is at most 4 bytes: only the last 3 can start an
-    // incomplete one.
-    for back in 1..=3.min(len) {
-        let i = len - back;
-        let b = bytes[i];
-        if b & 0b1100_0000 == 0b1000_0000 {
-            continue; // a continuation byte: keep looking for the lead
-        }
-        let width = match b {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => 1, // ASCII or an invalid lead: nothing to keep together
-        };
-        return if back < width && i > 0 { i } else { len };
-    }
-    len
-}
-
 impl Capture {
     /// An empty capture. A stream that is not captured (discarded) counts as
     /// already at end of file. `max_line_bytes` is raised to 4 if lower.
     pub(crate) fn new(capture_bytes: usize, max_line_bytes: usize, stdout: bool, stderr: bool) -> Self {
-        let mut streams: [StreamBuf; 2] = Default::default();
-        streams[0].done = !stdout;
-        streams[1].done = !stderr;
+        let stream =
+            |captured: bool| Stream { splitter: Splitter::new(max_line_bytes), tail: Tail::default(), done: !captured };
         Capture {
-            streams,
+            streams: [stream(stdout), stream(stderr)],
             next_seq: 0,
             capture_bytes,
-            max_line_bytes: max_line_bytes.max(MIN_LINE_BYTES),
             exited: false,
+            account: Account::default(),
         }
+    }
+
+    /// The capture, charged to `budget` from now on.
+    pub(crate) fn with_budget(mut self, budget: Arc<CaptureBudget>) -> Self {
+        self.account = Account::new(budget);
+        self.settle();
+        self
+    }
+
+    /// Charges what the capture holds now: every kept line and block, and
+    /// the partial lines waiting for their end.
+    fn settle(&mut self) {
+        let held = self.streams.iter().map(|s| s.tail.bytes() + s.splitter.held()).sum();
+        self.account.set(held);
+    }
+
+    /// True when the budget of all captures is over its limit.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.account.over()
+    }
+
+    /// Bytes kept per stream (stdout, stderr).
+    pub(crate) fn stream_bytes(&self) -> [usize; 2] {
+        [self.streams[0].tail.bytes(), self.streams[1].tail.bytes()]
+    }
+
+    /// Drops the oldest lines of stream `s` (0 stdout, 1 stderr) until it
+    /// keeps at most `bytes`; they are counted as dropped.
+    pub(crate) fn trim_stream(&mut self, s: usize, bytes: usize) {
+        self.streams[s].tail.trim_to(bytes);
+        self.settle();
+    }
+
+    /// Drops every kept line of both streams, counted as dropped.
+    pub(crate) fn drop_all(&mut self) {
+        for stream in &mut self.streams {
+            stream.tail.trim_to(0);
+        }
+        self.settle();
     }
 
     /// Adds bytes read from `stream` at `timestamp`; returns how many lines
@@ -148,77 +145,33 @@ impl Capture {
     /// [`Capture::finish`]).
     pub(crate) fn push(&mut self, stream: OutputStream, data: &[u8], timestamp: u64) -> usize {
         let s = index(stream);
-        let before = self.next_seq;
-        let mut rest = data;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let (line, after) = (&rest[..nl], &rest[nl + 1..]);
-            if self.streams[s].partial.is_empty() && line.len() <= self.max_line_bytes {
-                // The common case: a whole line in one read, copied once.
-                self.emit(s, line, timestamp);
-            } else {
-                self.append_partial(s, line, timestamp);
-                let partial = std::mem::take(&mut self.streams[s].partial);
-                self.emit(s, &partial, timestamp);
-                self.streams[s].partial = partial;
-                self.streams[s].partial.clear();
-            }
-            rest = after;
-        }
-        self.append_partial(s, rest, timestamp);
-        (self.next_seq - before) as usize
+        let mut lines = Lines::with_capacity(data.len() + 16);
+        self.streams[s].splitter.push(data, &mut lines);
+        let count = self.keep(s, lines, timestamp);
+        self.settle();
+        count
     }
 
-    /// Appends bytes that contain no `\n` to the stream's partial line,
-    /// emitting a piece each time the partial line is full and more bytes
-    /// follow (a full partial line is kept while nothing follows, so a line
-    /// of exactly `max_line_bytes` plus its `\n` is one line, not two).
-    fn append_partial(&mut self, s: usize, mut bytes: &[u8], timestamp: u64) {
-        let max = self.max_line_bytes;
-        while !bytes.is_empty() {
-            if self.streams[s].partial.len() >= max {
-                let partial = std::mem::take(&mut self.streams[s].partial);
-                let cut = char_boundary_cut(&partial);
-                self.emit(s, &partial[..cut], timestamp);
-                let mut partial = partial;
-                partial.drain(..cut);
-                self.streams[s].partial = partial;
-            }
-            let partial = &mut self.streams[s].partial;
-            let take = (max - partial.len()).min(bytes.len());
-            partial.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-        }
-    }
-
-    /// Retains one line, then drops the oldest lines of the same stream
-    /// until the stream is back under the cap.
-    fn emit(&mut self, s: usize, bytes: &[u8], timestamp: u64) {
-        let text: Box<str> = String::from_utf8_lossy(bytes).into();
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let buf = &mut self.streams[s];
-        let index = buf.emitted;
-        buf.emitted += 1;
-        buf.bytes += text.len() + LINE_OVERHEAD_BYTES;
-        buf.lines.push_back(Line { seq, index, timestamp, text });
-        while buf.bytes > self.capture_bytes {
-            let Some(old) = buf.lines.pop_front() else {
-                break;
-            };
-            buf.bytes -= old.text.len() + LINE_OVERHEAD_BYTES;
-            buf.dropped += 1;
-        }
+    /// Keeps the lines of one read, then drops the oldest lines of the same
+    /// stream until it is back under the cap.
+    fn keep(&mut self, s: usize, lines: Lines, timestamp: u64) -> usize {
+        let (seq, count) = (self.next_seq, lines.count);
+        self.next_seq += count;
+        let tail = &mut self.streams[s].tail;
+        tail.append(lines, seq, timestamp);
+        tail.trim_to(self.capture_bytes);
+        count as usize
     }
 
     /// End of file on `stream`: emits its partial last line, if any, and
     /// marks it done.
     pub(crate) fn finish(&mut self, stream: OutputStream, timestamp: u64) {
         let s = index(stream);
-        let partial = std::mem::take(&mut self.streams[s].partial);
-        if !partial.is_empty() {
-            self.emit(s, &partial, timestamp);
-        }
+        let mut lines = Lines::default();
+        self.streams[s].splitter.finish(&mut lines);
+        self.keep(s, lines, timestamp);
         self.streams[s].done = true;
+        self.settle();
     }
 
     /// The process has been reaped: once every stream is done and read,
@@ -232,16 +185,23 @@ impl Capture {
         self.streams.iter().all(|s| s.done)
     }
 
-    /// Bytes (text plus overhead) retained for `stream`; never above the cap.
-    #[cfg(test)]
+    /// Bytes (text plus costs) retained for `stream`; never above the cap.
+    // The fuzz check reads it, in a build without `cfg(test)`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn retained_bytes(&self, stream: OutputStream) -> usize {
-        self.streams[index(stream)].bytes
+        self.streams[index(stream)].tail.bytes()
     }
 
     /// Lines of `stream` dropped so far to stay under the cap.
     #[cfg(test)]
     pub(crate) fn dropped(&self, stream: OutputStream) -> u64 {
-        self.streams[index(stream)].dropped
+        self.streams[index(stream)].tail.dropped()
+    }
+
+    /// Bytes of a partial line `stream` holds.
+    #[cfg(test)]
+    pub(crate) fn pending(&self, stream: OutputStream) -> usize {
+        self.streams[index(stream)].splitter.pending()
     }
 
     /// At most `max_lines` lines of the selection at or after `cursor`,
@@ -259,26 +219,27 @@ impl Capture {
     pub(crate) fn read(&self, selector: OutputSelector, cursor: u64, max_lines: usize) -> OutputChunk {
         let sel = selected(selector);
         let merged = sel.len() > 1;
-        // The cursor space of this selection.
-        let key = |l: &Line| if merged { l.seq } else { l.index };
-        // Where each selected stream's lines at or after the cursor begin.
-        let mut at = [usize::MAX; 2];
+        let key = |l: &LineRef<'_>| if merged { l.seq } else { l.index };
+        let mut walks: [Option<Walk<'_>>; 2] = [None, None];
         for &s in sel {
-            at[s] = self.streams[s].lines.partition_point(|l| key(l) < cursor);
+            walks[s] = Some(self.streams[s].tail.lines_from(cursor, merged));
         }
-        let head = |at: &[usize; 2], s: usize| self.streams[s].lines.get(at[s]).map(|l| (l.seq, key(l)));
         let mut lines = Vec::new();
         let mut last_key = None;
         while lines.len() < max_lines {
-            let next = sel.iter().copied().filter_map(|s| head(&at, s).map(|(seq, key)| (seq, key, s))).min();
-            let Some((_, key, s)) = next else { break };
-            let line = &self.streams[s].lines[at[s]];
-            lines.push(OutputLine { stream: stream_at(s), line: line.text.to_string(), timestamp: line.timestamp });
-            at[s] += 1;
-            last_key = Some(key);
+            let Some((line, s)) = head(&walks) else { break };
+            lines.push(OutputLine {
+                stream: stream_at(s),
+                line: String::from_utf8_lossy(line.text).into_owned(),
+                timestamp: line.timestamp,
+            });
+            last_key = Some(key(&line));
+            if let Some(walk) = walks[s].as_mut() {
+                walk.next();
+            }
         }
-        let more = sel.iter().any(|&s| head(&at, s).is_some());
-        let next_key = if merged { self.next_seq } else { self.streams[sel[0]].emitted };
+        let more = head(&walks).is_some();
+        let next_key = if merged { self.next_seq } else { self.streams[sel[0]].tail.emitted() };
         let next_cursor = match last_key {
             Some(key) if more => key + 1,
             Some(key) => next_key.max(key + 1),
@@ -288,7 +249,7 @@ impl Capture {
         OutputChunk {
             lines,
             next_cursor,
-            dropped: sel.iter().map(|&s| self.streams[s].dropped).sum(),
+            dropped: sel.iter().map(|&s| self.streams[s].tail.dropped()).sum(),
             complete: self.exited && self.streams_done() && !more,
         }
     }

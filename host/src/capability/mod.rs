@@ -13,7 +13,8 @@
 //!   environment starts from what everyday tools need, not from the
 //!   server's own (`environment`);
 //! - its output is captured line by line, with timestamps, in a buffer
-//!   bounded per stream (`capture`);
+//!   bounded per stream, and all buffers together by one budget
+//!   (`capture`, reclaimed by `table`);
 //! - one task per child reaps it, so no zombie is left (`spawn`);
 //! - readers and waiters sleep on a per-process `watch` channel rather than
 //!   poll (`process`);
@@ -29,6 +30,7 @@ pub mod environment;
 mod exhaustion;
 pub mod fd_budget;
 mod launch;
+mod memory;
 mod policy;
 mod process;
 mod reap;
@@ -46,8 +48,9 @@ use tokio::time::Instant;
 
 use crate::now_ms;
 
-pub use capture::LINE_OVERHEAD_BYTES;
+pub use capture::{BLOCK_COST_BYTES, LINE_COST_BYTES};
 pub use environment::{DEFAULT_LOCALE, DEFAULT_PATH};
+pub use memory::{available_memory, default_capture_total_bytes};
 pub use policy::{Containment, Limits, Policy};
 
 use crate::types::{HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest};
@@ -131,7 +134,8 @@ impl ProcessTable {
             self.inner.limits.max_line_bytes,
             child.stdout.is_some(),
             child.stderr.is_some(),
-        );
+        )
+        .with_budget(self.inner.capture_budget.clone());
         let stdin = Stdin::new(child.stdin.take());
         let proc = Arc::new(Proc::new(pid, order, req.command, req.args, now_ms(), stdin, capture).with_cgroup(cgroup));
         let registered = self.inner.register(&proc);
@@ -324,6 +328,13 @@ impl ProcessTable {
     /// Processes running now (started and not yet reaped).
     pub fn live_count(&self) -> usize {
         self.inner.lock().live
+    }
+
+    /// The captured output held in memory by every process together, and
+    /// the limit of it ([`Limits::capture_total_bytes`]), in bytes.
+    pub fn capture_memory(&self) -> (usize, usize) {
+        let budget = &self.inner.capture_budget;
+        (budget.used(), budget.limit())
     }
 }
 

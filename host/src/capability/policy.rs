@@ -121,10 +121,20 @@ pub struct Limits {
     /// fails with `limit-exceeded`.
     pub max_processes: usize,
     /// The most bytes of captured output kept per stream of each process
-    /// (default 4 MiB), counting each line's text plus a fixed per-line
-    /// overhead ([`LINE_OVERHEAD_BYTES`](super::LINE_OVERHEAD_BYTES)); past
-    /// it the oldest lines are dropped and counted.
+    /// (default 4 MiB), counting each line's text plus
+    /// [`LINE_COST_BYTES`](super::LINE_COST_BYTES), and
+    /// [`BLOCK_COST_BYTES`](super::BLOCK_COST_BYTES) per block of up to 256
+    /// lines read together; past it the oldest lines are dropped and
+    /// counted.
     pub capture_bytes: usize,
+    /// The most bytes of captured output kept in memory by every process
+    /// together, counted as for `capture_bytes` (default an eighth of the
+    /// machine's memory, at least 64 MiB and at most 1 GiB:
+    /// [`default_capture_total_bytes`](super::default_capture_total_bytes)).
+    /// Past it the output of ended processes is dropped first, oldest ended
+    /// first, then the oldest lines of the largest streams of running ones;
+    /// drops are counted as for `capture_bytes`.
+    pub capture_total_bytes: usize,
     /// The longest line kept whole (default 64 KiB); longer lines are split
     /// into pieces of at most this many bytes.
     pub max_line_bytes: usize,
@@ -140,6 +150,7 @@ impl Default for Limits {
         Limits {
             max_processes: 1024,
             capture_bytes: 4 << 20,
+            capture_total_bytes: super::memory::default_capture_total_bytes(),
             max_line_bytes: 64 << 10,
             max_retained_exited: 1024,
             stdin_write_timeout: Duration::from_secs(10),

@@ -147,12 +147,18 @@ impl Proc {
     }
 
     /// Bytes read from one of the child's pipes; wakes readers if they made
-    /// a line.
-    pub(crate) fn push_output(&self, stream: OutputStream, data: &[u8], timestamp: u64) {
-        let lines = self.lock().capture.push(stream, data, timestamp);
+    /// a line. True when all captures together are over their budget: the
+    /// caller reclaims (with this lock released).
+    pub(crate) fn push_output(&self, stream: OutputStream, data: &[u8], timestamp: u64) -> bool {
+        let (lines, over) = {
+            let mut state = self.lock();
+            let lines = state.capture.push(stream, data, timestamp);
+            (lines, state.capture.over_budget())
+        };
         if lines > 0 {
             self.notify();
         }
+        over
     }
 
     /// End of file on one of the child's pipes.

@@ -29,7 +29,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak, mpsc};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
 use tokio::runtime::Handle;
 
@@ -41,12 +40,16 @@ use super::process::{End, Proc};
 use super::reap::ExitWatch;
 use crate::types::{OutputMode, OutputStream, ProcessError, StartRequest, StdinMode};
 
-/// The read buffer of a pump starts this small, so that a thousand quiet
-/// processes cost little...
-const READ_BUF_MIN: usize = 4 << 10;
-/// ...and doubles, up to this, each time a read fills it: a flood is read
-/// in large chunks, with few wakeups and lock acquisitions.
-const READ_BUF_MAX: usize = 64 << 10;
+/// The most a pump reads at once: a flood is read in large chunks, with
+/// few wakeups and lock acquisitions.
+const READ_BUF: usize = 64 << 10;
+
+std::thread_local! {
+    /// The read buffer of every pump that runs on this thread: a pump reads
+    /// only once its pipe is readable, and without waiting, so a thousand
+    /// processes cost one buffer per worker thread, not one each.
+    static READ: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -205,18 +208,23 @@ pub(crate) fn serve(handle: &Handle, mut child: Child, proc: &Arc<Proc>, table: 
 
 /// Reads one pipe into the capture until end of file (which comes when
 /// every member of the group holding it has closed or exited).
-async fn pump(proc: Arc<Proc>, stream: OutputStream, mut pipe: impl AsyncRead + Unpin, table: Weak<Inner>) {
-    let mut buf = vec![0u8; READ_BUF_MIN];
+async fn pump(proc: Arc<Proc>, stream: OutputStream, pipe: pipe::Receiver, table: Weak<Inner>) {
     loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                proc.push_output(stream, &buf[..n], super::now_ms());
-                if n == buf.len() && buf.len() < READ_BUF_MAX {
-                    buf.resize(buf.len() * 2, 0);
+        let read = match pipe.readable().await {
+            Ok(()) => READ.with_borrow_mut(|buf| {
+                let n = pipe.try_read(buf)?;
+                Ok((n, n > 0 && proc.push_output(stream, &buf[..n], super::now_ms())))
+            }),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok((0, _)) => break,
+            Ok((_, over_budget)) => {
+                if over_budget && let Some(inner) = table.upgrade() {
+                    inner.reclaim_capture();
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
             Err(e) => {
                 tracing::warn!(pid = proc.pid, ?stream, error = %e, "reading child output failed");
                 break;

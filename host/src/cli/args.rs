@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use sandbox_process::capability::Containment;
 use sandbox_process::capability::environment::{locale_is_available, set_var};
+use sandbox_process::capability::{Containment, default_capture_total_bytes};
 use sandbox_process::{GuestLimits, Limits, Policy};
 
 /// Start and manage operating-system processes through a WebAssembly guest,
@@ -126,10 +126,19 @@ pub struct HostArgs {
     /// to what fits, with a warning.
     #[arg(long, value_name = "N")]
     pub max_processes: Option<usize>,
-    /// Captured bytes kept per process and stream; past it the oldest lines
-    /// are dropped (and counted).
+    /// Captured bytes kept per process and stream, counting each line's text
+    /// plus 1 byte, and 64 bytes per block of up to 256 lines read from the
+    /// pipe together; past it the oldest lines are dropped (and counted).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub capture_bytes: usize,
+    /// Captured bytes kept in memory by all processes together, counted as
+    /// for --capture-bytes; past it the output of ended processes is
+    /// dropped first (the one that ended first first), then the oldest
+    /// lines of the largest streams of running ones, and counted as drops
+    /// [default: 1/8 of the memory this server may use (MemTotal, or its
+    /// cgroup's memory limit if lower), at least 64 MiB, at most 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub capture_total_bytes: Option<usize>,
     /// Longer output lines are split into pieces of this size.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
     pub max_line_bytes: usize,
@@ -201,12 +210,17 @@ impl HostArgs {
         let limits = Limits {
             max_processes: self.max_processes.unwrap_or(Limits::default().max_processes),
             capture_bytes: self.capture_bytes,
+            capture_total_bytes: self.capture_total_bytes.unwrap_or_else(default_capture_total_bytes),
             max_line_bytes: self.max_line_bytes,
             max_retained_exited: self.max_retained_exited,
             ..Limits::default()
         };
-        if limits.max_processes == 0 || limits.capture_bytes == 0 || limits.max_line_bytes == 0 {
-            bail!("--max-processes, --capture-bytes and --max-line-bytes must be positive");
+        if limits.max_processes == 0
+            || limits.capture_bytes == 0
+            || limits.capture_total_bytes == 0
+            || limits.max_line_bytes == 0
+        {
+            bail!("--max-processes, --capture-bytes, --capture-total-bytes and --max-line-bytes must be positive");
         }
         Ok((policy, limits))
     }

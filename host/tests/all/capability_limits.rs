@@ -6,7 +6,7 @@ use crate::capability_common;
 use std::time::Duration;
 
 use capability_common::*;
-use sandbox_process::capability::LINE_OVERHEAD_BYTES;
+use sandbox_process::capability::{BLOCK_COST_BYTES, LINE_COST_BYTES};
 use sandbox_process::capability::{Limits, ProcessTable};
 use sandbox_process::types::{OutputSelector, ProcessError};
 
@@ -37,8 +37,10 @@ async fn a_flood_stays_under_the_cap_and_keeps_the_newest_lines() {
     assert!(last.dropped > 0);
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|l| l.line == "y"));
-    let retained: usize = lines.iter().map(|l| l.line.len() + LINE_OVERHEAD_BYTES).sum();
+    let retained: usize = lines.iter().map(|l| l.line.len() + LINE_COST_BYTES).sum::<usize>() + BLOCK_COST_BYTES;
     assert!(retained <= cap, "{retained} bytes retained, cap {cap}");
+    // The cap holds text, not bookkeeping: most of it is lines of `y`.
+    assert!(retained > cap / 2, "only {retained} bytes of lines retained under a cap of {cap}");
     // Every line is numbered: the retained ones are exactly the newest.
     assert_eq!(last.next_cursor, last.dropped + lines.len() as u64);
     // The old cursor, long overtaken, resumes at the oldest retained line.

@@ -13,10 +13,12 @@ mod server;
 
 mod api_doc;
 mod bad_inputs;
+mod capability_budget;
 mod capability_containment;
 mod capability_limits;
 mod capability_policy;
 mod capability_process;
+mod capture_budget;
 mod child_env;
 mod cli;
 mod component_imports;

@@ -1,6 +1,7 @@
 //! Unit tests of [`Capture`]: splitting, limits, cursors and completeness,
 //! with no process involved.
 
+use super::split::char_boundary_cut;
 use super::*;
 use crate::types::OutputSelector::{Merged, Stderr as SelErr, Stdout as SelOut};
 use crate::types::OutputStream::{Stderr, Stdout};
@@ -81,7 +82,7 @@ fn a_newline_free_flood_is_bounded_by_the_line_limit() {
     let mut c = Capture::new(8 << 20, 16, true, true);
     for _ in 0..1000 {
         c.push(Stdout, &[b'x'; 1000], 1);
-        assert!(c.streams[0].partial.len() <= 16);
+        assert!(c.pending(Stdout) <= 16);
     }
     let chunk = all(&c, SelOut);
     assert_eq!(chunk.lines.len(), 1_000_000 / 16 - 1, "the last full piece waits for more bytes");
@@ -108,10 +109,15 @@ fn char_boundary_cut_cases() {
     assert_eq!(char_boundary_cut(b"ab\xff"), 3); // invalid byte: left to the decoder
 }
 
+/// What one read of `lines` lines of `text_bytes` bytes in all costs.
+fn block_cost(lines: usize, text_bytes: usize) -> usize {
+    BLOCK_COST_BYTES + text_bytes + lines * LINE_COST_BYTES
+}
+
 #[test]
 fn the_cap_drops_the_oldest_lines_of_the_full_stream_only() {
-    // Room for exactly three one-byte lines per stream.
-    let cap = 3 * (1 + LINE_OVERHEAD_BYTES);
+    // Room for exactly three one-byte lines read together per stream.
+    let cap = block_cost(3, 3);
     let mut c = Capture::new(cap, 1024, true, true);
     c.push(Stderr, b"E\n", 1);
     c.push(Stdout, b"1\n2\n3\n4\n5\n", 1);
@@ -123,31 +129,80 @@ fn the_cap_drops_the_oldest_lines_of_the_full_stream_only() {
     assert_eq!(all(&c, SelErr).dropped, 0);
     assert_eq!(all(&c, Merged).dropped, 2);
     assert_eq!(c.retained_bytes(Stdout), cap);
+    assert_eq!(c.retained_bytes(Stderr), block_cost(1, 1));
 }
 
 #[test]
-fn tiny_lines_are_bounded_by_the_cap() {
-    // `yes`: two-byte lines, a million of them, into a 64 KiB cap.
+fn the_cap_counts_the_text_kept_not_a_fixed_cost_per_line() {
+    // `yes`: two-byte lines, a million of them, into a 64 KiB cap, read
+    // 4096 lines at a time.
     let cap = 64 << 10;
     let mut c = Capture::new(cap, 1024, true, true);
     let block = b"y\n".repeat(4096);
-    for _ in 0..(1_000_000 / 4096) {
+    let reads = 1_000_000 / 4096;
+    for _ in 0..reads {
         c.push(Stdout, &block, 1);
         assert!(c.retained_bytes(Stdout) <= cap);
     }
     let chunk = all(&c, SelOut);
-    let kept = chunk.lines.len() as u64;
-    assert_eq!(kept, (cap / (1 + LINE_OVERHEAD_BYTES)) as u64);
+    let kept = chunk.lines.len();
+    // A read of 4096 lines is kept as blocks of 256: the newest whole
+    // blocks, and as many of the newest lines of the block before them as
+    // fit. Every line costs its text and its end, every block 64 bytes.
+    let per_block = tail::MAX_BLOCK_LINES as usize;
+    let block = block_cost(per_block, per_block);
+    let whole = cap / block;
+    assert_eq!(kept, whole * per_block + (cap - whole * block - BLOCK_COST_BYTES) / (1 + LINE_COST_BYTES));
+    // Most of the cap is text (with its line ends, 2 bytes a line): the
+    // block records take an eighth for the shortest lines there are.
+    assert!(kept * 2 > cap * 7 / 8, "{kept} lines of 2 bytes kept in {cap}");
     // Nothing lost silently: kept + dropped is everything, and the kept
     // lines are the newest ones.
-    assert_eq!(kept + chunk.dropped, (1_000_000 / 4096) * 4096);
-    assert_eq!(chunk.next_cursor, kept + chunk.dropped);
+    assert_eq!(kept as u64 + chunk.dropped, (reads * 4096) as u64);
+    assert_eq!(chunk.next_cursor, kept as u64 + chunk.dropped);
+}
+
+#[test]
+fn a_read_of_many_lines_is_kept_in_blocks_that_cursors_find_lines_in() {
+    let mut c = big();
+    let text: String = (0..1000).map(|i| format!("{i}\n")).collect();
+    c.push(Stdout, text.as_bytes(), 5);
+    c.push(Stderr, b"e\n", 6);
+    c.push(Stdout, b"1000\n", 7);
+    // 1000 lines: blocks of 256, 256, 256 and 232.
+    assert_eq!(c.retained_bytes(Stdout), text.len() + 4 * BLOCK_COST_BYTES + block_cost(1, 4));
+    for cursor in [0, 1, 255, 256, 257, 511, 999, 1000] {
+        let chunk = c.read(SelOut, cursor, 2);
+        assert_eq!(chunk.lines[0].line, cursor.to_string(), "from {cursor}");
+        // Merged: the stderr line is number 1000, stdout's 1000 is 1001.
+        let chunk = c.read(Merged, cursor, 2);
+        let want = if cursor == 1000 { "e" } else { &cursor.to_string() };
+        assert_eq!(chunk.lines[0].line, want, "merged from {cursor}");
+    }
+    assert_eq!(texts(&c.read(Merged, 1001, 5)), ["1000"]);
+    assert_eq!(all(&c, Merged).lines.len(), 1002);
+}
+
+#[test]
+fn lines_read_one_at_a_time_cost_a_block_each() {
+    let cap = 10 * block_cost(1, 9);
+    let mut c = Capture::new(cap, 1024, true, true);
+    for i in 0..100 {
+        c.push(Stdout, format!("line {i:04}\n").as_bytes(), i);
+    }
+    let chunk = all(&c, SelOut);
+    assert_eq!(chunk.lines.len(), 10);
+    assert_eq!(chunk.lines[0].line, "line 0090");
+    assert_eq!(chunk.lines[0].timestamp, 90);
+    assert_eq!(c.retained_bytes(Stdout), cap);
 }
 
 #[test]
 fn a_line_bigger_than_the_whole_cap_is_dropped_and_counted() {
-    let mut c = Capture::new(LINE_OVERHEAD_BYTES + 2, 1024, true, true);
-    c.push(Stdout, b"ab\nabc\n", 1);
+    let mut c = Capture::new(block_cost(1, 2), 1024, true, true);
+    c.push(Stdout, b"ab\n", 1);
+    assert_eq!(texts(&all(&c, SelOut)), ["ab"]);
+    c.push(Stdout, b"abc\n", 2);
     let chunk = all(&c, SelOut);
     assert!(chunk.lines.is_empty());
     assert_eq!(chunk.dropped, 2);
@@ -194,7 +249,7 @@ fn cursors_page_through_merged_output_without_loss_or_repeats() {
 
 #[test]
 fn a_stream_cursor_counts_that_streams_lines_so_drops_show_as_a_gap() {
-    let cap = 2 * (1 + LINE_OVERHEAD_BYTES);
+    let cap = block_cost(2, 2);
     let mut c = Capture::new(cap, 1024, true, true);
     c.push(Stdout, b"a\nb\nc\nd\n", 1); // stdout index 0..=3, a and b dropped
     c.push(Stderr, b"x\n", 1); // seq 4, stderr index 0
@@ -261,7 +316,7 @@ fn discarded_streams_start_done() {
 /// A follow stream then completed without reporting that it missed it.
 #[test]
 fn a_dropped_newest_line_shows_in_the_cursor_of_a_merged_read() {
-    let mut c = Capture::new(LINE_OVERHEAD_BYTES + 8, 1 << 10, true, true);
+    let mut c = Capture::new(block_cost(1, 8), 1 << 10, true, true);
     c.push(Stdout, b"kept\n", 1);
     // Alone over the cap: dropped as it arrives, while `kept` stays.
     c.push(Stderr, b"far too long for the cap\n", 2);
