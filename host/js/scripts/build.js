@@ -1,8 +1,8 @@
 // Transpiles the guest component with jco into gen/, from the very .wasm
 // the Rust host embeds, and records the source's SHA-256 so that
 // src/host.js can refuse a stale gen/. Without an argument, the Rust
-// binary writes its embedded guest to target/wasm/ first
-// (`sandbox-process export-wasm target/wasm`, run through cargo).
+// binary (built by cargo) writes its embedded guest to target/wasm/ first
+// (`sandbox-process export-wasm target/wasm`).
 //
 //   node scripts/build.js [path/to/sandbox_process_guest.wasm]
 
@@ -18,13 +18,20 @@ const repo = resolve(pkg, '../..');
 const out = join(pkg, 'gen');
 
 if (process.argv[2] === undefined) {
-  const exported = spawnSync(
-    'cargo',
-    ['run', '--quiet', '-p', 'sandbox-process', '--bin', 'sandbox-process', '--', 'export-wasm', 'target/wasm'],
-    { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  if (exported.status !== 0) {
-    console.error('error: `sandbox-process export-wasm target/wasm` failed (see above); is cargo on PATH?');
+  // Built the way `cargo test` builds it (dev-dependencies' features
+  // unified), so that after the README's test command this is no rebuild.
+  const built = spawnSync('cargo', ['test', '--quiet', '--workspace', '--no-run'], {
+    cwd: repo,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const targetDir = process.env.CARGO_TARGET_DIR ? resolve(repo, process.env.CARGO_TARGET_DIR) : join(repo, 'target');
+  const exported =
+    built.status === 0 &&
+    spawnSync(join(targetDir, 'debug/sandbox-process'), ['export-wasm', join(repo, 'target/wasm')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }).status === 0;
+  if (!exported) {
+    console.error('error: building sandbox-process or `sandbox-process export-wasm target/wasm` failed (see above)');
     process.exit(1);
   }
 }

@@ -1,6 +1,6 @@
 //! Every layer of sandbox-process against native, in one run.
 //!
-//! `cargo bench -p sandbox-process --bench layers` prints a markdown table
+//! `cargo bench -p sandbox-process-server --bench layers` prints a markdown table
 //! of medians, 90th percentiles and ratios (see BENCHMARKS.md for the
 //! method). Layers that are compared are measured interleaved, so that the
 //! load of a shared machine drifts over all of them alike.

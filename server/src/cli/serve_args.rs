@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use sandbox_process::http::{ConnectionLimits, Deadlines, parse_host, parse_origin};
+use sandbox_process_server::http::{ConnectionLimits, Deadlines, parse_host, parse_origin};
 
 use super::token::{self, TokenFile};
 
@@ -81,17 +81,24 @@ impl AuthArgs {
 }
 
 impl TokenSource {
-    /// The token, generating and writing it for `listen` if it is to be.
-    pub fn resolve(self, listen: std::net::SocketAddr) -> Result<(Option<String>, Option<TokenFile>)> {
+    /// The token: the one given, a new one if it is to be generated, or
+    /// none. Known before the server binds, so that the policy can keep it
+    /// out of children's environments whatever its source.
+    pub fn token(&self) -> Result<Option<String>> {
         Ok(match self {
-            TokenSource::Given(token) => (Some(token), None),
-            TokenSource::None => (None, None),
-            TokenSource::Generate(dir) => {
-                let token = token::generate()?;
-                let file = TokenFile::write(&dir, listen, &token)?;
-                (Some(token), Some(file))
-            }
+            TokenSource::Given(token) => Some(token.clone()),
+            TokenSource::Generate(_) => Some(token::generate()?),
+            TokenSource::None => None,
         })
+    }
+
+    /// Writes a generated `token` to its file, named by the address the
+    /// server listens on; `None` when the token was given (or there is none).
+    pub fn write_file(&self, listen: std::net::SocketAddr, token: Option<&str>) -> Result<Option<TokenFile>> {
+        match (self, token) {
+            (TokenSource::Generate(dir), Some(token)) => Ok(Some(TokenFile::write(dir, listen, token)?)),
+            _ => Ok(None),
+        }
     }
 }
 

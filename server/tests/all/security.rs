@@ -16,7 +16,7 @@ use server::Server;
 
 const TOKEN: &str = "s3cr3t-T0ken-9a7e4c";
 
-/// Every route of the router (host/src/http/routes.rs), with the methods it
+/// Every route of the router (server/src/http/routes.rs), with the methods it
 /// answers; `{ref}` is filled in by the test.
 const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/health", &["GET"]),

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 
 use super::stream::{follow, run};
 use super::{AppState, error_response, guest_failure, reply_response};
-use crate::types::OutputSelector;
+use sandbox_process::types::OutputSelector;
 
 type App = State<Arc<AppState>>;
 

@@ -36,13 +36,13 @@ pub fn main(token: String, max_processes: usize) {
         let routes = Router::new()
             .route("/api/v1/processes", get(list).post(start))
             .route("/api/v1/processes/{ref}", get(get_one));
-        let config = sandbox_process::HttpConfig { token: Some(token), ..Default::default() };
-        let router = sandbox_process::http::with_auth_and_logging(routes, &config).with_state(state);
+        let config = sandbox_process_server::HttpConfig { token: Some(token), ..Default::default() };
+        let router = sandbox_process_server::http::with_auth_and_logging(routes, &config).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         tracing::info!(listen = %listener.local_addr().unwrap(), "serving the native baseline");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-        let limits = sandbox_process::http::ConnectionLimits::default();
-        sandbox_process::http::serve(listener, router, limits, async move {
+        let limits = sandbox_process_server::http::ConnectionLimits::default();
+        sandbox_process_server::http::serve(listener, router, limits, async move {
             term.recv().await;
         })
         .await

@@ -23,7 +23,7 @@ use axum::response::Response;
 pub use self::connection::Deadlines;
 pub use self::listener::{ConnectionLimits, serve};
 pub use self::origin::{CrossSite, parse_host, parse_origin};
-use crate::runtime::{GuestRuntime, Reply};
+use sandbox_process::{GuestRuntime, Reply};
 
 /// How the server treats requests.
 #[derive(Clone, Debug)]
@@ -69,9 +69,9 @@ pub fn router(runtime: Arc<GuestRuntime>, config: HttpConfig) -> Router {
 
 /// The layers around every route: the cross-site checks and bearer-token
 /// authentication (when `config.token` is set) in one layer, inside one
-/// log line per request. Public, hidden, so that the benchmark's native
-/// baseline server is this very stack minus the guest.
-#[doc(hidden)]
+/// log line per request. For a program that serves routes of its own
+/// beside (or instead of) [`router`]'s under the same rules; the
+/// benchmark's native baseline server is this very stack minus the guest.
 pub fn with_auth_and_logging<S: Clone + Send + Sync + 'static>(routes: Router<S>, config: &HttpConfig) -> Router<S> {
     let admission = auth::Admission { token: config.token.clone(), cross_site: config.cross_site.clone() };
     routes

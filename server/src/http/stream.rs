@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::routes::{process_ref, read_body};
 use super::{AppState, guest_failure, reply_response};
-use crate::runtime::{GuestRuntime, StreamPosition, StreamStep};
-use crate::types::OutputSelector;
+use sandbox_process::types::OutputSelector;
+use sandbox_process::{GuestRuntime, StreamPosition, StreamStep};
 
 /// The longest a stream waits for output before asking the guest again (it
 /// also bounds how late a run's deadline is noticed).
@@ -90,7 +90,7 @@ async fn drive(runtime: Arc<GuestRuntime>, mut step: StreamStep, tx: mpsc::Sende
 async fn wait_for_output(runtime: &GuestRuntime, position: &StreamPosition) {
     let mut wait = MAX_WAIT;
     if let (Some(deadline), false) = (position.deadline, position.timed_out) {
-        let now = crate::now_ms();
+        let now = sandbox_process::now_ms();
         wait = wait.min(Duration::from_millis(deadline.saturating_sub(now)));
     }
     let _ = runtime.processes().read_output(position.pid, position.selector, position.cursor, 1, wait).await;

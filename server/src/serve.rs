@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use sandbox_process::http::CrossSite;
-use sandbox_process::{GuestRuntime, HttpConfig, ProcessTable, http};
+use sandbox_process::{GuestRuntime, ProcessTable};
+use sandbox_process_server::http::CrossSite;
+use sandbox_process_server::{HttpConfig, http};
 
 use crate::cli::args::HostArgs;
 use crate::cli::descriptors;
@@ -64,22 +65,24 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         );
     }
     let signal = shutdown_signal();
+    // Known before anything starts: the policy keeps it out of children's
+    // environments whatever its source.
+    let token = token_source.token()?;
+    let (policy, mut limits) = args.host.policy_and_limits(token.as_deref())?;
+    descriptors::fit(&mut limits, args.host.max_processes.is_some(), args.connections.max_connections as usize)?;
+    let processes = ProcessTable::new(policy, limits);
+    let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     // Removed when this function returns, however it does.
-    let (token, token_file) = token_source.resolve(local)?;
+    let token_file = token_source.write_file(local, token.as_deref())?;
     if let Some(file) = &token_file {
         tracing::info!(
             token_file = %file.path().display(),
             "no --token or --token-file: generated a token; clients send `Authorization: Bearer <the file's text>`"
         );
     }
-    // After the token is known: the policy refuses to hand it to children.
-    let (policy, mut limits) = args.host.policy_and_limits(token.as_deref())?;
-    descriptors::fit(&mut limits, args.host.max_processes.is_some(), args.connections.max_connections as usize)?;
-    let processes = ProcessTable::new(policy, limits);
-    let runtime = Arc::new(GuestRuntime::new(processes.clone(), args.host.guest.guest_limits())?);
     let cross_site = CrossSite {
         allowed_origins: args.auth.allow_origins.clone(),
         allowed_hosts: no_auth.then(|| CrossSite::local_hosts(local.ip(), &args.auth.allow_hosts)),

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use capability_common::live_members;
 use reqwest::Method;
-use sandbox_process::{GUEST_WASM, GuestLimits, GuestRuntime, HttpConfig, Limits, Policy, ProcessTable, Reply};
+use sandbox_process::{GUEST_WASM, GuestLimits, GuestRuntime, Limits, Policy, ProcessTable, Reply};
+use sandbox_process_server::HttpConfig;
 use serde_json::{Value, json};
 use server::{Answer, Server};
 
@@ -118,7 +119,7 @@ async fn the_embedded_guest_has_no_fault_switch() {
 async fn faulty_http() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = sandbox_process::http::router(faulty_runtime(), HttpConfig::default());
+    let router = sandbox_process_server::http::router(faulty_runtime(), HttpConfig::default());
     tokio::spawn(async move { axum::serve(listener, router).await });
     format!("http://{addr}")
 }
