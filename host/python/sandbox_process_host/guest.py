@@ -28,8 +28,8 @@ from .spawn import StartRequest
 PROCESS_INTERFACE = "sandbox:process/process@0.1.0"
 API_INTERFACE = "sandbox:process/api@0.1.0"
 
-#: Where the Rust host's build (or ``sandbox-process export-wasm``) puts
-#: the guest it embeds, at the repository root.
+#: Where ``sandbox-process export-wasm target/wasm`` (at the repository
+#: root) writes the guest the binary embeds.
 DEFAULT_GUEST_WASM = Path(__file__).resolve().parents[3] / "target" / "wasm" / "sandbox_process_guest.wasm"
 
 def _cache_record_fields() -> None:
@@ -165,8 +165,8 @@ class Guest:
             path = Path(wasm) if wasm is not None else DEFAULT_GUEST_WASM
             if not path.exists():
                 raise FileNotFoundError(
-                    f"{path} does not exist: build the guest first (`cargo build -p sandbox-process` at the "
-                    "repository root, or `sandbox-process export-wasm DIR`)"
+                    f"{path} does not exist: write it first with `sandbox-process export-wasm DIR` (at the "
+                    "repository root: `cargo run -p sandbox-process --bin sandbox-process -- export-wasm target/wasm`)"
                 )
             self.component = wc.Component.from_file(self.engine, str(path))
         self.linker = wc.Linker(self.engine)
