@@ -259,6 +259,17 @@ class ProcessCapability:
     def _watch(self, proc: Proc, stdout: Optional[int], stderr: Optional[int]) -> None:
         watcher = self._watcher
         assert watcher is not None
+        pending = [fd for fd in (stdout, stderr) if fd is not None]
+        try:
+            self._watch_with(watcher, proc, stdout, stderr, pending)
+        except RuntimeError:
+            # A shutdown stopped the watcher while this child was spawning:
+            # it was killed; reap it here rather than leave a zombie.
+            for fd in pending:
+                os.close(fd)
+            threading.Thread(target=self._reap_blocking, args=(proc,), daemon=True).start()
+
+    def _watch_with(self, watcher: Watcher, proc: Proc, stdout: Optional[int], stderr: Optional[int], pending) -> None:
         for stream, fd in (("stdout", stdout), ("stderr", stderr)):
             if fd is None:
                 continue
@@ -275,13 +286,18 @@ class ProcessCapability:
                     proc.finish_output(stream)
 
             watcher.add(fd, on_readable)
+            pending.remove(fd)
         try:
             pidfd = os.pidfd_open(proc.pid)
         except OSError:
             # No pidfd (Linux before 5.3): a thread that blocks in wait().
             threading.Thread(target=self._reap_blocking, args=(proc,), daemon=True).start()
             return
-        watcher.add(pidfd, lambda fd: self._reap(proc, fd))
+        try:
+            watcher.add(pidfd, lambda fd: self._reap(proc, fd))
+        except RuntimeError:
+            os.close(pidfd)
+            raise
 
     def _reap(self, proc: Proc, pidfd: int) -> None:
         if proc.popen.poll() is None:

@@ -39,10 +39,10 @@ class Watcher:
 
     def add(self, fd: int, handler: Handler) -> None:
         """Calls ``handler(fd)`` on this thread each time ``fd`` is readable
-        (or at end of file) until ``close(fd)``; the watcher now owns ``fd``."""
+        (or at end of file) until ``close(fd)``; the watcher then owns ``fd``
+        (not when this raises: the watcher has stopped)."""
         with self._lock:
             if self._stopping:
-                os.close(fd)
                 raise RuntimeError("the watcher has stopped")
             self._handlers[fd] = handler
             self._epoll.register(fd, select.EPOLLIN)
