@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional
 
 from .capture import DEFAULT_CAPTURE_BYTES, DEFAULT_MAX_LINE_BYTES, Capture, Chunk
 from .environment import default_base_env
-from .errors import ProcessError
+from .errors import ProcessError, stdin_refused
 from .process import End, Proc, ProcessInfo, Stdin, now_ms, signal_group
 from .spawn import StartRequest, launch, prepare
 from .watcher import Watcher, read_chunk
@@ -154,8 +154,10 @@ class ProcessCapability:
         self._find(pid).stdin.write(pid, bytes(data), self.stdin_write_timeout)
 
     def close_stdin(self, pid: int) -> None:
+        """Closes the stdin pipe; one closed already is success (a retried
+        close must not fail); ``stdin-not-writable`` if it never was a pipe."""
         if not self._find(pid).stdin.close():
-            raise ProcessError("stdin-not-available", pid)
+            raise stdin_refused(pid, "not-a-pipe")
 
     def read_output(self, pid: int, selector: str, cursor: int, max_lines: int, wait_ms: int) -> Chunk:
         """At most ``max_lines`` captured lines after ``cursor``; when there

@@ -5,7 +5,7 @@ TAGS = (
     "invalid-request",
     "not-found",
     "spawn-failed",
-    "stdin-not-available",
+    "stdin-not-writable",
     "not-running",
     "invalid-signal",
     "denied",
@@ -16,7 +16,8 @@ TAGS = (
 
 class ProcessError(Exception):
     """A refused or failed capability call: ``tag`` is the case of
-    ``process-error``, ``value`` its payload (a message, a pid or a signal)."""
+    ``process-error``, ``value`` its payload (a message, a pid, a signal, or
+    for ``stdin-not-writable`` a ``StdinRefusal``)."""
 
     def __init__(self, tag: str, value):
         if tag not in TAGS:
@@ -24,3 +25,21 @@ class ProcessError(Exception):
         super().__init__(f"{tag}: {value}")
         self.tag = tag
         self.value = value
+
+
+class StdinRefusal:
+    """The payload of ``stdin-not-writable``: the process, and whether its
+    stdin never was a pipe (``not-a-pipe``) or the pipe is ``closed``."""
+
+    def __init__(self, pid: int, state: str):
+        if state not in ("not-a-pipe", "closed"):
+            raise ValueError(f"{state!r} is not a stdin-state")
+        self.pid = pid
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"StdinRefusal(pid={self.pid}, state={self.state!r})"
+
+
+def stdin_refused(pid: int, state: str) -> ProcessError:
+    return ProcessError("stdin-not-writable", StdinRefusal(pid, state))

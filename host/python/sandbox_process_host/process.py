@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .capture import Capture
-from .errors import ProcessError
+from .errors import ProcessError, stdin_refused
 
 
 def now_ms() -> int:
@@ -92,6 +92,7 @@ class Stdin:
         self._lock = threading.Lock()
         self._writer = threading.Lock()
         self._fd = fd
+        self._was_pipe = fd is not None
         self._open = fd is not None
         self._writing = False
         # Wakes a blocked writer when the pipe is closed under it.
@@ -104,10 +105,14 @@ class Stdin:
             return self._open
 
     def close(self) -> bool:
-        """Closes the pipe; False if there was none open."""
+        """Closes the pipe. A pipe closed already is success too (a client
+        that retries a close whose answer it lost must not get an error);
+        False only if stdin never was a pipe."""
         with self._lock:
-            if not self._open:
+            if not self._was_pipe:
                 return False
+            if not self._open:
+                return True
             self._open = False
             if self._writing:
                 os.eventfd_write(self._wake, 1)  # the writer closes the fds
@@ -125,7 +130,7 @@ class Stdin:
         try:
             with self._lock:
                 if not self._open:
-                    raise ProcessError("stdin-not-available", pid)
+                    raise stdin_refused(pid, "closed" if self._was_pipe else "not-a-pipe")
                 self._writing = True
             try:
                 self._write_all(pid, memoryview(data), deadline, too_slow)
@@ -144,7 +149,7 @@ class Stdin:
         poller.register(fd, select.POLLOUT)
         while view:
             if not self.writable():
-                raise ProcessError("stdin-not-available", pid)
+                raise stdin_refused(pid, "closed")
             try:
                 view = view[os.write(fd, view) :]
                 continue
@@ -154,7 +159,7 @@ class Stdin:
                 # The child closed its end: nothing can ever be written.
                 with self._lock:
                     self._open = False
-                raise ProcessError("stdin-not-available", pid) from None
+                raise stdin_refused(pid, "closed") from None
             left = deadline - time.monotonic()
             if left <= 0:
                 raise too_slow

@@ -7,6 +7,7 @@ really exist and where symlinks and ``..`` lead. A command is resolved with
 the child's PATH, not the host's, and absolute PATH entries only.
 """
 
+import errno
 import os
 import stat
 import subprocess
@@ -38,6 +39,24 @@ class Prepared:
 
 def _reason(error: OSError) -> str:
     return os.strerror(error.errno) if error.errno else str(error)
+
+
+#: What an errno of a start says ran out: then the host is full and the
+#: start is ``limit-exceeded`` (429), not ``spawn-failed`` (400), as the
+#: Rust host answers (host/src/capability/exhaustion.rs).
+EXHAUSTED = {
+    errno.EMFILE: "file descriptors: the host's open-file limit is reached (RLIMIT_NOFILE)",
+    errno.ENFILE: "file descriptors: the system-wide limit is reached (fs.file-max)",
+    errno.EAGAIN: "processes: a process limit is reached (RLIMIT_NPROC, pids.max or kernel.threads-max)",
+    errno.ENOMEM: "memory or process ids (kernel.pid_max)",
+}
+
+
+def _failed(command: str, error: OSError) -> ProcessError:
+    doing = f"starting `{command}`: {_reason(error)}"
+    if error.errno in EXHAUSTED:
+        return ProcessError("limit-exceeded", f"the host is out of {EXHAUSTED[error.errno]}; {doing}")
+    return ProcessError("spawn-failed", f"command `{command}`: {_reason(error)}")
 
 
 def check_syntax(req: StartRequest) -> None:
@@ -162,7 +181,7 @@ def launch(req: StartRequest, prepared: Prepared) -> Launched:
         for fd in ours:
             os.close(fd)
         if isinstance(e, OSError):
-            raise ProcessError("spawn-failed", f"command `{req.command}`: {_reason(e)}") from None
+            raise _failed(req.command, e) from None
         raise
     finally:
         for fd in theirs:

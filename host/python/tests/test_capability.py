@@ -4,6 +4,7 @@ not read, limits, retention, reaping and shutdown. Time bounds are
 generous: only a real failure (a missed wake-up, a poll) exceeds them."""
 
 import os
+import resource
 import threading
 import time
 
@@ -97,7 +98,7 @@ def test_close_wakes_a_blocked_write(cap):
     closed_at = time.monotonic()
     cap.close_stdin(pid)
     writer.join(5)
-    assert outcome["tag"] == "stdin-not-available"
+    assert outcome["tag"] == "stdin-not-writable"
     assert outcome["at"] - closed_at < 2  # the default timeout is 10 s
     assert not cap.get(pid).stdin_writable
 
@@ -167,3 +168,32 @@ def test_signals_are_checked_and_reach_the_group(cap):
     with pytest.raises(ProcessError) as ended:
         cap.signal(pid, 15)
     assert ended.value.tag == "not-running"
+
+
+def test_stdin_refusals_say_why_and_a_repeated_close_succeeds(cap):
+    piped = cap.start(req("sleep", "100", stdin="pipe")).pid
+    cap.close_stdin(piped)
+    cap.close_stdin(piped)  # a retried close must not fail
+    with pytest.raises(ProcessError) as closed:
+        cap.write_stdin(piped, b"late")
+    assert (closed.value.tag, closed.value.value.pid, closed.value.value.state) == ("stdin-not-writable", piped, "closed")
+    plain = cap.start(req("sleep", "100")).pid
+    for call in (lambda: cap.write_stdin(plain, b"x"), lambda: cap.close_stdin(plain)):
+        with pytest.raises(ProcessError) as refused:
+            call()
+        assert (refused.value.tag, refused.value.value.state) == ("stdin-not-writable", "not-a-pipe")
+
+
+def test_a_start_short_of_file_descriptors_is_limit_exceeded(cap):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 1, hard))
+    try:
+        with pytest.raises(ProcessError) as full:
+            cap.start(req("true", stdin="pipe"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert full.value.tag == "limit-exceeded"
+    assert "RLIMIT_NOFILE" in full.value.value
+    assert cap.list() == [] or all(p.command != "true" for p in cap.list())
+    assert cap.summary()["running_processes"] == 0
