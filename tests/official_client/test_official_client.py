@@ -4,6 +4,7 @@ docs/API.md follows what the official client sends and accepts: these tests
 are what "compatible" means in practice.
 """
 
+import os
 import time
 
 import pytest
@@ -107,3 +108,40 @@ def test_errors_reach_the_client_with_their_status(sandbox):
     with pytest.raises(Exception) as managed:
         sandbox.start_process("ls", name="web")
     assert "name" in str(managed.value)
+
+
+def test_a_real_time_signal_is_reported(sandbox):
+    sleeper = value(sandbox.start_process("sleep", args=["30"]))
+    assert value(sandbox.send_signal(sleeper.pid, 40)).success is True
+    info = wait_ended(sandbox, sleeper.pid)
+    assert (info.status, info.signal, info.exit_code) == (ProcessStatus.SIGNALED, 40, None)
+
+
+def gone(pid):
+    # Killed, then reaped by whoever inherited it (or a zombie until then).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_kill_reaches_a_descendant_that_left_the_group(sandbox):
+    shell = value(sandbox.start_process("sh", args=["-c", "setsid sleep 300 & echo $!; wait"]))
+    escaped = int(wait_lines(lambda: sandbox.get_stdout(shell.pid), 1).lines[0])
+    assert os.getpgid(escaped) != shell.pid, "setsid left the process group"
+    sandbox.kill_process(shell.pid)
+    wait_ended(sandbox, shell.pid)
+    for _ in range(500):
+        if gone(escaped):
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(escaped, 9)
+        raise AssertionError(f"process {escaped}, which left the group with setsid, survived the kill")
+
+
+def test_every_skip_names_a_test():
+    from conftest import SKIPS
+
+    assert {name for _, name in SKIPS} <= {name for name in globals() if name.startswith("test_")}
