@@ -129,6 +129,11 @@ def gone(pid):
 def test_kill_reaches_a_descendant_that_left_the_group(sandbox):
     shell = value(sandbox.start_process("sh", args=["-c", "setsid sleep 300 & echo $!; wait"]))
     escaped = int(wait_lines(lambda: sandbox.get_stdout(shell.pid), 1).lines[0])
+    # $! is known before the background child has called setsid: wait for it.
+    for _ in range(500):
+        if os.getpgid(escaped) != shell.pid:
+            break
+        time.sleep(0.01)
     assert os.getpgid(escaped) != shell.pid, "setsid left the process group"
     sandbox.kill_process(shell.pid)
     wait_ended(sandbox, shell.pid)

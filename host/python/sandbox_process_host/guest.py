@@ -166,7 +166,7 @@ class Guest:
             if not path.exists():
                 raise FileNotFoundError(
                     f"{path} does not exist: write it first with `sandbox-process export-wasm DIR` (at the "
-                    "repository root: `cargo run -p sandbox-process --bin sandbox-process -- export-wasm target/wasm`)"
+                    "repository root: `cargo run -p sandbox-process-server --bin sandbox-process -- export-wasm target/wasm`)"
                 )
             self.component = wc.Component.from_file(self.engine, str(path))
         self.linker = wc.Linker(self.engine)
