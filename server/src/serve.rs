@@ -1,47 +1,20 @@
 //! `sandbox-process serve`: the HTTP server, its start-up checks and its
 //! graceful shutdown.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 use sandbox_process::{GuestRuntime, ProcessTable};
 use sandbox_process_server::http::CrossSite;
 use sandbox_process_server::{HttpConfig, http};
 
-use crate::cli::args::HostArgs;
 use crate::cli::descriptors;
-use crate::cli::serve_args::{AuthArgs, ConnectionArgs, TokenSource};
+use crate::cli::serve_args::{ServeArgs, TokenSource};
 
 /// How long in-flight requests get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(5);
-
-/// `sandbox-process serve`.
-#[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// The address to listen on. Anything but loopback needs a token given
-    /// (--token-file, SANDBOX_PROCESS_TOKEN or --token).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// The largest JSON request body, in bytes (413 past it).
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
-    pub max_body_bytes: usize,
-    /// The largest body of one stdin write, in bytes (413 past it).
-    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
-    pub max_stdin_bytes: usize,
-    /// Authentication and cross-site requests.
-    #[command(flatten)]
-    pub auth: AuthArgs,
-    /// Connection limits and deadlines.
-    #[command(flatten)]
-    pub connections: ConnectionArgs,
-    /// Policy and limits.
-    #[command(flatten)]
-    pub host: HostArgs,
-}
 
 /// Serves until SIGINT or SIGTERM, then stops accepting, kills every process
 /// group it started, ends the streams and exits 0.

@@ -145,14 +145,25 @@ pub struct Limits {
     pub stdin_write_timeout: Duration,
 }
 
+impl Limits {
+    /// The default of [`Limits::max_processes`].
+    pub const DEFAULT_MAX_PROCESSES: usize = 1024;
+    /// The default of [`Limits::capture_bytes`].
+    pub const DEFAULT_CAPTURE_BYTES: usize = 4 << 20;
+    /// The default of [`Limits::max_line_bytes`].
+    pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
+    /// The default of [`Limits::max_retained_exited`].
+    pub const DEFAULT_MAX_RETAINED_EXITED: usize = 1024;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_processes: 1024,
-            capture_bytes: 4 << 20,
+            max_processes: Limits::DEFAULT_MAX_PROCESSES,
+            capture_bytes: Limits::DEFAULT_CAPTURE_BYTES,
             capture_total_bytes: super::memory::default_capture_total_bytes(),
-            max_line_bytes: 64 << 10,
-            max_retained_exited: 1024,
+            max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
+            max_retained_exited: Limits::DEFAULT_MAX_RETAINED_EXITED,
             stdin_write_timeout: Duration::from_secs(10),
         }
     }

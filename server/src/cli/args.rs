@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the sandbox process HTTP API (`/api/v1/...`).
-    Serve(crate::serve::ServeArgs),
+    Serve(crate::cli::serve_args::ServeArgs),
     /// Run one start request and stream the child's output; exit with its
     /// exit code (128 + signal number when a signal ended it).
     ///
@@ -129,7 +129,7 @@ pub struct HostArgs {
     /// Captured bytes kept per process and stream, counting each line's text
     /// plus 1 byte, and 64 bytes per block of up to 256 lines read from the
     /// pipe together; past it the oldest lines are dropped (and counted).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_CAPTURE_BYTES)]
     pub capture_bytes: usize,
     /// Captured bytes kept in memory by all processes together, counted as
     /// for --capture-bytes; past it the output of ended processes is
@@ -140,10 +140,10 @@ pub struct HostArgs {
     #[arg(long, value_name = "BYTES")]
     pub capture_total_bytes: Option<usize>,
     /// Longer output lines are split into pieces of this size.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_LINE_BYTES)]
     pub max_line_bytes: usize,
     /// Ended processes kept for inspection before the oldest are forgotten.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_RETAINED_EXITED)]
     pub max_retained_exited: usize,
     /// Do not give children a parent-death signal (by default a child is
     /// sent SIGKILL if this program dies, even by SIGKILL).
@@ -166,12 +166,12 @@ pub struct HostArgs {
 #[command(next_help_heading = "Guest limits")]
 pub struct GuestArgs {
     /// The most linear memory one guest instance may use, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     pub guest_memory_mib: usize,
     /// The time one guest call may run, in milliseconds; past it the call
     /// fails (500) and the server goes on. Waits in the capability (a slow
     /// spawn, a stdin write the child is slow to read) don't count.
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    #[arg(long, value_name = "MS", default_value_t = GuestLimits::default().call_budget.as_millis() as u64)]
     pub guest_call_ms: u64,
     /// Do not cache the compiled guest (compile it at every start).
     #[arg(long)]
@@ -208,7 +208,7 @@ impl HostArgs {
         policy.kill_on_host_death = !self.no_kill_on_exit;
         policy.containment = self.containment;
         let limits = Limits {
-            max_processes: self.max_processes.unwrap_or(Limits::default().max_processes),
+            max_processes: self.max_processes.unwrap_or(Limits::DEFAULT_MAX_PROCESSES),
             capture_bytes: self.capture_bytes,
             capture_total_bytes: self.capture_total_bytes.unwrap_or_else(default_capture_total_bytes),
             max_line_bytes: self.max_line_bytes,

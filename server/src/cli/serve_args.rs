@@ -1,11 +1,16 @@
-//! `serve`'s flags for who gets in and how long connections may take.
+//! `serve`'s flags: where it listens, who gets in, how long connections
+//! may take, and (shared with `exec`) the policy and limits.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use sandbox_process_server::HttpConfig;
 use sandbox_process_server::http::{ConnectionLimits, Deadlines, parse_host, parse_origin};
+
+use super::args::HostArgs;
 
 use super::token::{self, TokenFile};
 
@@ -123,7 +128,7 @@ pub struct ConnectionArgs {
     /// The most connections open at once. At the limit a new connection
     /// takes the place of the one that has waited longest for a request;
     /// when every one is busy with a request, it is closed at once.
-    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().max_connections as u32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 }
 
@@ -157,6 +162,30 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// `sandbox-process serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on. Anything but loopback needs a token given
+    /// (--token-file, SANDBOX_PROCESS_TOKEN or --token).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The largest JSON request body, in bytes (413 past it).
+    #[arg(long, value_name = "BYTES", default_value_t = HttpConfig::default().max_json_body)]
+    pub max_body_bytes: usize,
+    /// The largest body of one stdin write, in bytes (413 past it).
+    #[arg(long, value_name = "BYTES", default_value_t = HttpConfig::default().max_stdin_body)]
+    pub max_stdin_bytes: usize,
+    /// Authentication and cross-site requests.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    /// Connection limits and deadlines.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+    /// Policy and limits.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration;
@@ -172,5 +201,39 @@ mod tests {
         assert!(parse_duration("1h").unwrap_err().contains("not a duration"));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod flag_defaults {
+    use clap::Parser;
+    use sandbox_process::{GuestLimits, Limits};
+    use sandbox_process_server::HttpConfig;
+    use sandbox_process_server::http::ConnectionLimits;
+
+    use crate::cli::args::{Cli, Command};
+
+    /// Each default lives in the library; a flag's default that says
+    /// otherwise (a duration written as text, say) is caught here.
+    #[test]
+    fn every_flag_default_is_the_librarys() {
+        let Command::Serve(args) = Cli::try_parse_from(["sandbox-process", "serve"]).unwrap().command else {
+            panic!("serve parses as serve");
+        };
+        let http = HttpConfig::default();
+        let connections = ConnectionLimits::default();
+        let limits = Limits::default();
+        let guest = GuestLimits::default();
+        assert_eq!(args.max_body_bytes, http.max_json_body);
+        assert_eq!(args.max_stdin_bytes, http.max_stdin_body);
+        assert_eq!(args.connections.body_timeout, http.body_timeout);
+        assert_eq!(args.connections.limits().deadlines, connections.deadlines);
+        assert_eq!(args.connections.limits().max_connections, connections.max_connections);
+        assert_eq!(args.host.max_processes, None, "the default is lowered to fit: see descriptors");
+        assert_eq!(args.host.capture_bytes, limits.capture_bytes);
+        assert_eq!(args.host.max_line_bytes, limits.max_line_bytes);
+        assert_eq!(args.host.max_retained_exited, limits.max_retained_exited);
+        assert_eq!(args.host.guest.guest_limits().memory_bytes, guest.memory_bytes);
+        assert_eq!(args.host.guest.guest_limits().call_budget, guest.call_budget);
     }
 }

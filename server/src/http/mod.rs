@@ -4,6 +4,7 @@
 //! means and what the reply says is the guest's business.
 
 mod auth;
+mod body;
 mod connection;
 mod listener;
 mod origin;

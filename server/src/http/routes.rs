@@ -1,15 +1,15 @@
 //! Which guest function serves which method and path.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use super::body::{process_ref, read_body};
 use super::stream::{follow, run};
 use super::{AppState, error_response, guest_failure, reply_response};
 use sandbox_process::types::OutputSelector;
@@ -34,42 +34,6 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/processes/{ref}/output/follow", get(follow_output))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-}
-
-/// The `{ref}` segment exactly as sent (still percent-encoded): the guest
-/// decides what is a valid reference, so `%34%32` is not quietly `42`.
-pub(super) fn process_ref(uri: &OriginalUri) -> &str {
-    uri.path().split('/').nth(4).unwrap_or("")
-}
-
-/// Reads at most `limit` bytes of body within `timeout`; `Err` is the 413
-/// or 408 to send.
-pub(super) async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
-    let too_large = || {
-        error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "LIMIT_EXCEEDED",
-            &format!("request body larger than {limit} bytes (or cut off)"),
-        )
-    };
-    // A declared Content-Length over the limit is refused before reading.
-    if usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).map_or(true, |n| n > limit) {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(read) => read.map_err(|_| too_large()),
-        Err(_) => {
-            // The rest of the body may still come: the connection can't
-            // carry another request.
-            let mut response = error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "REQUEST_TIMEOUT",
-                &format!("the request body did not arrive within {timeout:?} (see --body-timeout)"),
-            );
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Err(response)
-        }
-    }
 }
 
 /// Turns a guest call's outcome into the response.

@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use tokio::sync::mpsc;
 
-use super::routes::{process_ref, read_body};
+use super::body::{process_ref, read_body};
 use super::{AppState, guest_failure, reply_response};
 use sandbox_process::types::OutputSelector;
 use sandbox_process::{GuestRuntime, StreamPosition, StreamStep};
