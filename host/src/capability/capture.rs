@@ -22,6 +22,12 @@
 //!   take); past it the
 //!   oldest lines *of that stream* are dropped and counted, so output is
 //!   never lost silently and a noisy stderr can't evict stdout.
+//! - A capture may have one consumer that must not miss a line (a `run`
+//!   stream's caller): a [`Hold`] at the merged cursor up to which it has
+//!   read. No line at or after it is dropped, by any cap, and the pumps
+//!   read no more while a window of unread output is waiting
+//!   ([`Capture::has_room`]), so the child blocks on its pipe until the
+//!   consumer catches up.
 
 use std::sync::Arc;
 
@@ -49,6 +55,15 @@ struct Stream {
     done: bool,
 }
 
+/// The one consumer a capture keeps every line for (see the module doc).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    /// The merged cursor it has read up to: every line before it.
+    cursor: u64,
+    /// The most bytes of text it may have waiting before the pumps stop.
+    window: u64,
+}
+
 /// The captured output of one process: both streams, one cursor space.
 #[derive(Debug)]
 pub(crate) struct Capture {
@@ -58,6 +73,7 @@ pub(crate) struct Capture {
     exited: bool,
     /// What this capture holds, charged to the budget of all captures.
     account: Account,
+    hold: Option<Hold>,
 }
 
 /// Where a stream lives in `Capture::streams`.
@@ -98,7 +114,41 @@ impl Capture {
             capture_bytes,
             exited: false,
             account: Account::default(),
+            hold: None,
         }
+    }
+
+    /// Keeps every line for one consumer from now on (see [`Hold`]), with
+    /// up to `window` bytes of text waiting for it.
+    pub(crate) fn hold(&mut self, window: u64) {
+        self.hold = Some(Hold { cursor: self.next_seq, window: window.max(1) });
+    }
+
+    /// The consumer has read every line before merged `cursor`.
+    pub(crate) fn advance_hold(&mut self, cursor: u64) {
+        if let Some(hold) = &mut self.hold {
+            hold.cursor = hold.cursor.max(cursor);
+        }
+    }
+
+    /// The consumer has gone: the caps apply to every line again.
+    pub(crate) fn release_hold(&mut self) {
+        self.hold = None;
+    }
+
+    /// The first line no cap may drop: the consumer's next one.
+    fn keep_from(&self) -> u64 {
+        self.hold.map_or(u64::MAX, |h| h.cursor)
+    }
+
+    /// False while a held capture has as much unread text as its window,
+    /// or has any while all captures are over their budget (what a
+    /// consumer has not read can't be reclaimed): the pumps wait for the
+    /// consumer then, rather than read more.
+    pub(crate) fn has_room(&self) -> bool {
+        let Some(hold) = self.hold else { return true };
+        let unread: u64 = self.streams.iter().map(|s| s.tail.bytes_from(hold.cursor)).sum();
+        unread == 0 || (unread < hold.window && !self.account.over())
     }
 
     /// The capture, charged to `budget` from now on.
@@ -128,14 +178,16 @@ impl Capture {
     /// Drops the oldest lines of stream `s` (0 stdout, 1 stderr) until it
     /// keeps at most `bytes`; they are counted as dropped.
     pub(crate) fn trim_stream(&mut self, s: usize, bytes: usize) {
-        self.streams[s].tail.trim_to(bytes);
+        let keep_from = self.keep_from();
+        self.streams[s].tail.trim_to(bytes, keep_from);
         self.settle();
     }
 
     /// Drops every kept line of both streams, counted as dropped.
     pub(crate) fn drop_all(&mut self) {
+        let keep_from = self.keep_from();
         for stream in &mut self.streams {
-            stream.tail.trim_to(0);
+            stream.tail.trim_to(0, keep_from);
         }
         self.settle();
     }
@@ -155,11 +207,11 @@ impl Capture {
     /// Keeps the lines of one read, then drops the oldest lines of the same
     /// stream until it is back under the cap.
     fn keep(&mut self, s: usize, lines: Lines, timestamp: u64) -> usize {
-        let (seq, count) = (self.next_seq, lines.count);
+        let (seq, count, keep_from) = (self.next_seq, lines.count, self.keep_from());
         self.next_seq += count;
         let tail = &mut self.streams[s].tail;
         tail.append(lines, seq, timestamp);
-        tail.trim_to(self.capture_bytes);
+        tail.trim_to(self.capture_bytes, keep_from);
         count as usize
     }
 

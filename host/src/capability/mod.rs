@@ -24,6 +24,7 @@
 mod capture;
 mod cgroup;
 pub mod environment;
+mod hold;
 mod launch;
 mod memory;
 mod policy;
@@ -45,6 +46,7 @@ use crate::now_ms;
 
 pub use capture::{BLOCK_COST_BYTES, LINE_COST_BYTES};
 pub use environment::{DEFAULT_LOCALE, DEFAULT_PATH};
+pub use hold::OutputHold;
 pub use memory::{available_memory, default_capture_total_bytes};
 pub use policy::{Containment, Limits, Policy};
 
@@ -99,6 +101,16 @@ impl ProcessTable {
     /// Must be called within a tokio runtime (with I/O and time enabled):
     /// the child's pipes and reaper live on it.
     pub fn start(&self, req: StartRequest) -> Result<ProcessInfo, ProcessError> {
+        self.start_process(req, None).map(|(info, _)| info)
+    }
+
+    /// [`ProcessTable::start`], with the capture held for one consumer
+    /// from the first byte when `hold_window` is set (see `hold`).
+    fn start_process(
+        &self,
+        req: StartRequest,
+        hold_window: Option<u64>,
+    ) -> Result<(ProcessInfo, Arc<Proc>), ProcessError> {
         let handle = Handle::try_current()
             .map_err(|_| ProcessError::Internal("starting a process needs a tokio runtime".to_owned()))?;
         let prepared = self.inner.policy.prepare(&req)?;
@@ -124,13 +136,16 @@ impl ProcessTable {
                 }
             };
         let pid = child.pid;
-        let capture = Capture::new(
+        let mut capture = Capture::new(
             self.inner.limits.capture_bytes,
             self.inner.limits.max_line_bytes,
             child.stdout.is_some(),
             child.stderr.is_some(),
         )
         .with_budget(self.inner.capture_budget.clone());
+        if let Some(window) = hold_window {
+            capture.hold(window);
+        }
         let stdin = Stdin::new(child.stdin.take());
         let proc = Arc::new(Proc::new(pid, order, req.command, req.args, now_ms(), stdin, capture).with_cgroup(cgroup));
         let registered = self.inner.register(&proc);
@@ -144,7 +159,7 @@ impl ProcessTable {
         // ended (with its stdin closed) now and then.
         let info = proc.info();
         spawn::serve(&handle, child, &proc, Arc::downgrade(&self.inner));
-        registered.map(|()| info)
+        registered.map(|()| (info, proc))
     }
 
     /// The current state of process `pid`. Never waits on the process.

@@ -11,7 +11,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::capture::Capture;
 use super::cgroup::ChildCgroup;
@@ -73,6 +73,8 @@ pub(crate) struct Proc {
     pub(crate) cgroup: Option<Arc<ChildCgroup>>,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    /// Wakes the pumps when a held capture's consumer read on or went.
+    room: Notify,
 }
 
 impl Proc {
@@ -95,6 +97,7 @@ impl Proc {
             cgroup: None,
             state: Mutex::new(State { end: None, capture, group_alive: true }),
             changed: watch::Sender::new(0),
+            room: Notify::new(),
         }
     }
 
@@ -159,6 +162,39 @@ impl Proc {
             self.notify();
         }
         over
+    }
+
+    /// Returns once the pumps may read more: at once unless the output is
+    /// held for a consumer that has a window's worth to read (see
+    /// `Capture::has_room`). The child meanwhile blocks on its full pipe.
+    pub(crate) async fn wait_for_room(&self) {
+        loop {
+            if self.lock().capture.has_room() {
+                return;
+            }
+            let notified = self.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the second look, so a wake between the
+            // look and the wait is not lost.
+            notified.as_mut().enable();
+            if self.lock().capture.has_room() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The held output's consumer has read every line before `cursor`.
+    pub(crate) fn advance_hold(&self, cursor: u64) {
+        self.lock().capture.advance_hold(cursor);
+        self.room.notify_waiters();
+    }
+
+    /// The held output's consumer is gone: the pumps read on, the caps
+    /// drop what they must.
+    pub(crate) fn release_hold(&self) {
+        self.lock().capture.release_hold();
+        self.room.notify_waiters();
     }
 
     /// End of file on one of the child's pipes.

@@ -19,6 +19,7 @@ mod capability_limits;
 mod capability_policy;
 mod capability_process;
 mod capture_budget;
+mod capture_hold;
 mod child_env;
 mod cli;
 mod component_imports;
