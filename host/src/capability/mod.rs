@@ -23,6 +23,7 @@
 
 mod capture;
 mod cgroup;
+mod disk;
 pub mod environment;
 mod hold;
 mod launch;
@@ -30,6 +31,7 @@ mod memory;
 mod policy;
 mod process;
 mod reap;
+mod reclaim;
 mod signal;
 mod spawn;
 mod stdin;
@@ -44,7 +46,9 @@ use tokio::time::Instant;
 
 use crate::now_ms;
 
+pub use capture::spill::SpillDir;
 pub use capture::{BLOCK_COST_BYTES, LINE_COST_BYTES};
+pub use disk::{default_capture_dir, default_capture_disk_total_bytes, free_space};
 pub use environment::{DEFAULT_LOCALE, DEFAULT_PATH};
 pub use hold::OutputHold;
 pub use memory::{available_memory, default_capture_total_bytes};
@@ -52,6 +56,7 @@ pub use policy::{Containment, Limits, Policy};
 
 use crate::types::{HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest};
 use capture::Capture;
+use capture::spill::SpillConfig;
 use policy::CheckedPolicy;
 use process::Proc;
 use stdin::Stdin;
@@ -136,11 +141,17 @@ impl ProcessTable {
                 }
             };
         let pid = child.pid;
-        let mut capture = Capture::new(
+        let spill = self.inner.spill_dir.as_ref().map(|dir| SpillConfig {
+            dir: dir.clone(),
+            cap: self.inner.limits.capture_disk_bytes,
+            budget: self.inner.disk_budget.clone(),
+        });
+        let mut capture = Capture::with_spill(
             self.inner.limits.capture_bytes,
             self.inner.limits.max_line_bytes,
             child.stdout.is_some(),
             child.stderr.is_some(),
+            spill,
         )
         .with_budget(self.inner.capture_budget.clone());
         if let Some(window) = hold_window {
@@ -288,7 +299,8 @@ impl ProcessTable {
     /// still have members (and, with cgroups, to every process in the
     /// table's cgroups), refuses further starts, and waits (at most 5 s)
     /// until every child is reaped, so their output completes, and every
-    /// cgroup is removed.
+    /// cgroup is removed. The spill directory goes too (its files have no
+    /// names: they go as their captures do, whatever happens).
     pub async fn shutdown(&self) {
         self.inner.lock().closing = true;
         let (procs, lingering) = self.inner.snapshot();
@@ -313,6 +325,21 @@ impl ProcessTable {
                 );
             }
         }
+        if let Some(dir) = &self.inner.spill_dir {
+            let _ = std::fs::remove_dir(dir.path());
+        }
+    }
+
+    /// The directory captured output spills to, if it does.
+    pub fn spill_dir(&self) -> Option<&Path> {
+        self.inner.spill_dir.as_deref().map(SpillDir::path)
+    }
+
+    /// The bytes of all spill files together, and the limit of it
+    /// ([`Limits::capture_disk_total_bytes`]).
+    pub fn capture_disk(&self) -> (usize, usize) {
+        let budget = &self.inner.disk_budget;
+        (budget.used(), budget.limit())
     }
 
     /// How this table contains what its children start:

@@ -156,6 +156,9 @@ impl Proc {
         let (lines, over) = {
             let mut state = self.lock();
             let lines = state.capture.push(stream, data, timestamp);
+            if let Some(e) = state.capture.take_spill_error() {
+                tracing::warn!(pid = self.pid, error = %e, "spilling output to disk failed: the stream goes on in memory");
+            }
             (lines, state.capture.over_budget())
         };
         if lines > 0 {

@@ -73,7 +73,9 @@ async fn a_held_process_loses_no_line_under_a_small_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_process_blocks_while_its_consumer_reads_nothing_and_goes_on_once_it_goes() {
-    let t = table();
+    // In memory only, so that once released it drops lines within seconds
+    // (a spill file would keep 64 MiB first).
+    let t = ProcessTable::new(policy(), Limits { capture_dir: None, ..Limits::default() });
     let (info, hold) = t.start_held(request("seq", &["1", "100000000"])).unwrap();
     let pid = info.pid;
     // Nobody reads: the child writes the window (1 MiB) and a pipe's worth,

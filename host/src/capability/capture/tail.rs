@@ -50,6 +50,15 @@ impl Block {
     }
 }
 
+/// One block as [`Tail::blocks_from`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockRef<'a> {
+    pub(crate) first: u64,
+    pub(crate) seq: u64,
+    pub(crate) text: &'a [u8],
+    pub(crate) count: u64,
+}
+
 /// One line as a read finds it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LineRef<'a> {
@@ -70,8 +79,9 @@ pub(crate) struct Tail {
     bytes: usize,
     /// Lines ever added: the stream index the next one gets.
     emitted: u64,
-    /// Lines dropped, oldest first, to stay within a limit.
-    dropped: u64,
+    /// Lines let go, oldest first, to stay within a limit: the index of
+    /// the oldest kept one.
+    evicted: u64,
     /// Bytes of text (with line ends) ever added.
     appended: u64,
 }
@@ -120,9 +130,19 @@ impl Tail {
         self.emitted
     }
 
-    /// Lines dropped so far.
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped
+    /// The index of the oldest line kept (the next one's when none is).
+    pub(crate) fn first(&self) -> u64 {
+        self.evicted
+    }
+
+    /// The blocks whose first line has index `first` or more.
+    pub(crate) fn blocks_from(&self, first: u64) -> impl Iterator<Item = BlockRef<'_>> {
+        let at = self.blocks.partition_point(|b| b.first < first);
+        (at..self.blocks.len()).map(move |i| {
+            let block = &self.blocks[i];
+            let next = self.blocks.get(i + 1).map_or(self.emitted, |next| next.first);
+            BlockRef { first: block.first, seq: block.seq, text: &block.text, count: next - block.first }
+        })
     }
 
     /// Drops the oldest lines until the charge is at most `limit`, never a
@@ -148,7 +168,7 @@ impl Tail {
             let need = want - freed;
             if droppable == lines && front.cost() <= need {
                 freed += front.cost();
-                self.dropped += lines;
+                self.evicted += lines;
                 self.blocks.pop_front();
                 continue;
             }
@@ -163,7 +183,7 @@ impl Tail {
                 cut = nl + 1;
                 gone += 1;
             }
-            self.dropped += gone;
+            self.evicted += gone;
             if gone == lines {
                 // Every line of it: the record goes too.
                 freed += front.cost();
