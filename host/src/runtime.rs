@@ -23,7 +23,7 @@ use crate::linker::{HostClock, ProcessView};
 use crate::types::OutputSelector;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use api::{Reply, StreamPosition, StreamStep};
+pub use api::{OutputPage, OutputPosition, Reply, StreamPosition, StreamStep};
 
 /// The guest component (world `guest`), built from `guest/` for
 /// `wasm32-wasip2` by the `sandbox-process-artifacts` crate.
@@ -282,6 +282,10 @@ api_calls! {
     run_open => call_run_open(body: &[u8]) -> Result<StreamStep, Reply>;
     /// The next step of a stream, waiting up to `wait_ms` inside the guest.
     stream_next => call_stream_next(position: StreamPosition, wait_ms: u32) -> StreamStep;
+    /// `GET /processes/{ref}/{stdout,stderr,output}` in pages: the first, or the error reply.
+    output_open => call_output_open(process_ref: &str, selector: OutputSelector) -> Result<OutputPage, Reply>;
+    /// The next page of an output reply.
+    output_next => call_output_next(position: OutputPosition) -> OutputPage;
 }
 
 /// Epoch ticks in `time`, at least one.

@@ -298,7 +298,21 @@ impl Capture {
     /// newest line of one stream dropped while older lines of the other are
     /// retained) and keeps a fresh cursor. `complete` says that no line will
     /// ever follow.
+    // The tests' and the fuzz check's; the host always bounds its reads.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn read(&self, selector: OutputSelector, cursor: u64, max_lines: usize) -> OutputChunk {
+        self.read_bounded(selector, cursor, max_lines, usize::MAX)
+    }
+
+    /// [`Capture::read`], with no more lines after their text reaches
+    /// `max_bytes` (at least one, when there is one).
+    pub(crate) fn read_bounded(
+        &self,
+        selector: OutputSelector,
+        cursor: u64,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> OutputChunk {
         let sel = selected(selector);
         let merged = sel.len() > 1;
         let key = |l: &KeptLine| if merged { l.seq } else { l.index };
@@ -306,10 +320,10 @@ impl Capture {
         let limit = max_lines.saturating_add(1);
         let mut found: [std::vec::IntoIter<KeptLine>; 2] = Default::default();
         for &s in sel {
-            found[s] = self.streams[s].lines(cursor, merged, limit).into_iter();
+            found[s] = self.streams[s].lines(cursor, merged, limit, max_bytes).into_iter();
         }
         let [mut out, mut err] = found.map(Iterator::peekable);
-        let mut lines = Vec::new();
+        let (mut lines, mut bytes) = (Vec::new(), 0);
         let mut last_key = None;
         let more = loop {
             let s = match (out.peek(), err.peek()) {
@@ -318,11 +332,12 @@ impl Capture {
                 (None, Some(_)) => 1,
                 (None, None) => break false,
             };
-            if lines.len() == max_lines {
+            if lines.len() == max_lines || bytes >= max_bytes {
                 break true;
             }
             let line = if s == 0 { out.next() } else { err.next() }.expect("peeked");
             last_key = Some(key(&line));
+            bytes += line.text.len();
             lines.push(OutputLine { stream: stream_at(s), line: line.text, timestamp: line.timestamp });
         };
         let next_key = if merged { self.next_seq } else { self.streams[sel[0]].tail.emitted() };
@@ -336,6 +351,7 @@ impl Capture {
             lines,
             next_cursor,
             dropped: sel.iter().map(|&s| self.streams[s].dropped()).sum(),
+            more,
             complete: self.exited && self.streams_done() && !more,
         }
     }

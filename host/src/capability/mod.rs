@@ -249,7 +249,8 @@ impl ProcessTable {
     }
 
     /// At most `max_lines` captured lines of `pid` from `cursor` on (0 is
-    /// the start). If there is none yet and the output is not complete,
+    /// the start), and none more once their text reaches 1 MiB (at least
+    /// one line: `more` says whether lines remain). If there is none yet and the output is not complete,
     /// waits up to `wait` for one, woken by the pumps rather than polling.
     pub async fn read_output(
         &self,

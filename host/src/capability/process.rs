@@ -19,6 +19,11 @@ use super::signal;
 use super::stdin::Stdin;
 use crate::types::{OutputChunk, OutputSelector, OutputStream, ProcessInfo, ProcessStatus};
 
+/// The most text one read of captured output returns (past at least one
+/// line): what one answer costs the host and the guest to copy and render
+/// stays bounded whatever `max-lines` asks, 1024 lines of 64 KiB included.
+pub const READ_MAX_BYTES: usize = 1 << 20;
+
 /// How a process ended.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct End {
@@ -144,9 +149,10 @@ impl Proc {
         }
     }
 
-    /// Captured lines after `cursor`.
+    /// Captured lines after `cursor`, their text bounded by
+    /// [`READ_MAX_BYTES`].
     pub(crate) fn read(&self, selector: OutputSelector, cursor: u64, max_lines: usize) -> OutputChunk {
-        self.lock().capture.read(selector, cursor, max_lines)
+        self.lock().capture.read_bounded(selector, cursor, max_lines, READ_MAX_BYTES)
     }
 
     /// Bytes read from one of the child's pipes; wakes readers if they made

@@ -3,6 +3,7 @@
 //! request means and what the reply says is the guest's business.
 
 mod auth;
+mod pages;
 mod routes;
 mod stream;
 

@@ -56,7 +56,7 @@ fn event_stream(runtime: Arc<GuestRuntime>, first: StreamStep, hold: Option<Outp
     // One frame batch in flight: a slow client slows the stream, not memory.
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(1);
     tokio::spawn(drive(runtime, first, tx, hold));
-    let body = Body::from_stream(tokio_stream_from(rx));
+    let body = Body::from_stream(body_from(rx));
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -138,7 +138,7 @@ async fn wait_for_output(runtime: &GuestRuntime, position: &StreamPosition) {
 }
 
 /// Adapts the receiver to the `Stream` that `Body::from_stream` takes.
-fn tokio_stream_from(
+pub(super) fn body_from(
     mut rx: mpsc::Receiver<Result<Bytes, Infallible>>,
 ) -> impl futures_core::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))

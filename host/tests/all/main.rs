@@ -20,6 +20,7 @@ mod capability_policy;
 mod capability_process;
 mod capture_budget;
 mod capture_hold;
+mod capture_pages;
 mod capture_spill;
 mod child_env;
 mod cli;

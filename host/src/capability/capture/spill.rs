@@ -222,20 +222,24 @@ impl Spill {
     }
 
     /// Up to `limit` lines from the first whose index (with `by_seq`, whose
-    /// sequence number) is at least `cursor`, and below index `stop`.
+    /// sequence number) is at least `cursor`, and below index `stop`; one
+    /// more at most once their text reaches `max_bytes`. True if that one
+    /// more was taken: the caller takes no more.
     pub(crate) fn read(
         &self,
         cursor: u64,
         by_seq: bool,
         stop: u64,
         limit: usize,
+        max_bytes: usize,
         out: &mut Vec<KeptLine>,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
+        let (mut bytes, mut full) = (0, false);
         let key = |m: &Mark| if by_seq { m.seq } else { m.first };
         let at = self.marks.partition_point(|m| key(m) <= cursor);
         let mut offset = if at == 0 { self.start } else { self.marks[at - 1].offset };
         let mut text = Vec::new();
-        while offset < self.end && out.len() < limit {
+        while offset < self.end && out.len() < limit && !full {
             let (first, seq, timestamp, len, count) = self.header(offset)?;
             let record = HEADER + len;
             let base = if by_seq { seq } else { first };
@@ -252,18 +256,20 @@ impl Spill {
             for (k, nl) in (0u64..).zip(memchr_iter(b'\n', &text)) {
                 let line = &text[from..nl];
                 from = nl + 1;
-                if first + k >= stop || out.len() >= limit {
+                if first + k >= stop || out.len() >= limit || full {
                     break;
                 }
                 if base + k < cursor {
                     continue;
                 }
+                full = bytes >= max_bytes;
+                bytes += line.len();
                 let text = String::from_utf8_lossy(line).into_owned();
                 out.push(KeptLine { seq: seq + k, index: first + k, timestamp, text });
             }
             offset += record;
         }
-        Ok(())
+        Ok(full)
     }
 
     /// The header of the record at `offset`: first index, sequence

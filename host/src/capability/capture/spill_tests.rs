@@ -135,3 +135,33 @@ fn a_record_larger_than_the_whole_file_empties_it() {
 fn texts(chunk: &OutputChunk) -> Vec<String> {
     chunk.lines.iter().map(|l| l.line.clone()).collect()
 }
+
+/// Reads of bounded text page through disk and memory alike, each saying
+/// whether more remain, to the last line.
+#[test]
+fn bounded_reads_say_more_remain_across_disk_and_memory() {
+    let (dir, budget) = (dir(), CaptureBudget::new(usize::MAX));
+    for spill in [None, config(&dir, 64 << 20, &budget)] {
+        let mut c = Capture::with_spill(2 << 10, 1 << 10, true, true, spill);
+        for i in 0..3000 {
+            let stream = if i % 5 == 0 { Stderr } else { Stdout };
+            c.push(stream, format!("{i:09}\n").as_bytes(), i);
+        }
+        for selector in [SelOut, Merged] {
+            let (mut cursor, mut seen) = (0, Vec::new());
+            loop {
+                let chunk = c.read_bounded(selector, cursor, 1000, 100);
+                // The bound, passed by one line at most.
+                assert!(chunk.lines.len() <= 100 / 9 + 1, "{} lines of 9 bytes for 100", chunk.lines.len());
+                seen.extend(chunk.lines.iter().map(|l| l.line.clone()));
+                cursor = chunk.next_cursor;
+                if !chunk.more {
+                    break;
+                }
+                assert!(!chunk.lines.is_empty());
+            }
+            let all = c.read(selector, 0, usize::MAX);
+            assert_eq!(seen, texts(&all), "{selector:?}: bounded reads lost or repeated lines");
+        }
+    }
+}

@@ -129,10 +129,11 @@ impl Stream {
     }
 
     /// Up to `limit` lines from the first whose index (with `by_seq`, whose
-    /// sequence number) is at least `cursor`: from disk while memory no
-    /// longer has them, then from memory.
-    pub(crate) fn lines(&self, cursor: u64, by_seq: bool, limit: usize) -> Vec<KeptLine> {
-        let mut out = Vec::new();
+    /// sequence number) is at least `cursor`, and one more at most once
+    /// their text reaches `max_bytes` (so that a reader sees more remain):
+    /// from disk while memory no longer has them, then from memory.
+    pub(crate) fn lines(&self, cursor: u64, by_seq: bool, limit: usize, max_bytes: usize) -> Vec<KeptLine> {
+        let (mut out, mut full) = (Vec::new(), false);
         let in_memory = self.tail.lines_from(cursor, by_seq);
         let memory_first = self.tail.first();
         if let Some(spill) = &self.spill {
@@ -142,11 +143,20 @@ impl Stream {
             };
             // A read error ends the disk part early: the reader then sees
             // the lines it could not get as missed.
-            if before_memory && spill.read(cursor, by_seq, memory_first, limit, &mut out).is_err() {
-                out.clear();
+            if before_memory {
+                match spill.read(cursor, by_seq, memory_first, limit, max_bytes, &mut out) {
+                    Ok(taken) => full = taken,
+                    Err(_) => out.clear(),
+                }
             }
         }
+        let mut bytes: usize = out.iter().map(|l| l.text.len()).sum();
         for line in in_memory.take(limit - out.len()) {
+            if full {
+                break;
+            }
+            full = bytes >= max_bytes;
+            bytes += line.text.len();
             let text = String::from_utf8_lossy(line.text).into_owned();
             out.push(KeptLine { seq: line.seq, index: line.index, timestamp: line.timestamp, text });
         }
