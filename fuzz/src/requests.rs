@@ -107,7 +107,7 @@ impl Capability for Recorder {
     }
     fn read_output(&self, _: Pid, _: OutputSelector, cursor: u64, _: u32, _: u32) -> Result<OutputChunk, ProcessError> {
         self.other("read_output");
-        Ok(OutputChunk { lines: Vec::new(), next_cursor: cursor, dropped: 0, complete: true })
+        Ok(OutputChunk { lines: Vec::new(), next_cursor: cursor, dropped: 0, more: false, complete: true })
     }
     fn wait(&self, pid: Pid, _: u32) -> Result<ProcessInfo, ProcessError> {
         self.other("wait");

@@ -12,8 +12,7 @@ use crate::render::{self, ApiError};
 use crate::request;
 use crate::sse;
 
-/// Lines asked for per read when collecting a whole output reply.
-pub const OUTPUT_BATCH: u32 = 4096;
+pub use crate::output::{OUTPUT_BATCH, output, output_next, output_open};
 /// Lines asked for per read in one stream step: bounds a step's frames.
 pub const STREAM_BATCH: u32 = 1024;
 /// How long a run's last step waits for a process whose output is complete
@@ -73,44 +72,6 @@ pub fn close_stdin<C: Capability + ?Sized>(cap: &C, process_ref: &str) -> Reply 
     answer((|| {
         cap.close_stdin(request::parse_ref(process_ref)?)?;
         Ok(no_content())
-    })())
-}
-
-/// `GET /processes/{ref}/stdout|stderr|output`: every captured line so far.
-///
-/// Reads until a read returns fewer lines than asked for, never waiting:
-/// what was captured when the call began, and perhaps a little more, so the
-/// reply stays as fast as the client expects of it.
-pub fn output<C: Capability + ?Sized>(cap: &C, process_ref: &str, selector: OutputSelector) -> Reply {
-    answer((|| {
-        let pid = request::parse_ref(process_ref)?;
-        let mut lines = Vec::new();
-        let mut cursor = 0;
-        let mut dropped = 0;
-        loop {
-            let chunk = cap.read_output(pid, selector, cursor, OUTPUT_BATCH, 0)?;
-            let returned = chunk.lines.len() as u64;
-            let caught_up = returned < u64::from(OUTPUT_BATCH);
-            // After the first read, a skip over lines that were dropped
-            // since the previous read means the buffer dropped lines this
-            // call had not reached: the child writes faster than we read,
-            // and would keep us reading (and holding every line read) until
-            // the guest's memory ran out. (A skip over lines dropped before
-            // is no such thing: in merged output, the gaps of a stream that
-            // kept less than the other.)
-            let skipped = chunk.next_cursor.saturating_sub(cursor) > returned;
-            let lapped = !lines.is_empty() && skipped && chunk.dropped > dropped;
-            // `dropped` counts since the start, so the latest is the total.
-            dropped = dropped.max(chunk.dropped);
-            cursor = chunk.next_cursor;
-            lines.extend(chunk.lines.into_iter().map(|line| line.line));
-            // A short read means the reader caught up. Either way the reply
-            // is what was captured when the call began, give or take a read.
-            if caught_up || lapped {
-                break;
-            }
-        }
-        Ok(json(200, render::output_reply(pid, &lines, dropped)))
     })())
 }
 

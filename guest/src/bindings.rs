@@ -86,6 +86,7 @@ impl Capability for Imported {
                 .collect(),
             next_cursor: chunk.next_cursor,
             dropped: chunk.dropped,
+            more: chunk.more,
             complete: chunk.complete,
         })
     }
@@ -198,6 +199,30 @@ fn from_position(position: wit_api::StreamPosition) -> plain::StreamPosition {
     }
 }
 
+fn to_output_position(position: plain::OutputPosition) -> wit_api::OutputPosition {
+    wit_api::OutputPosition {
+        pid: position.pid,
+        selector: to_selector(position.selector),
+        cursor: position.cursor,
+        lines: position.lines,
+        dropped: position.dropped,
+    }
+}
+
+fn from_output_position(position: wit_api::OutputPosition) -> plain::OutputPosition {
+    plain::OutputPosition {
+        pid: position.pid,
+        selector: from_selector(position.selector),
+        cursor: position.cursor,
+        lines: position.lines,
+        dropped: position.dropped,
+    }
+}
+
+fn page(page: plain::OutputPage) -> wit_api::OutputPage {
+    wit_api::OutputPage { text: page.text, position: to_output_position(page.position), done: page.done }
+}
+
 fn step(step: plain::StreamStep) -> wit_api::StreamStep {
     wit_api::StreamStep { frames: step.frames, position: to_position(step.position), done: step.done }
 }
@@ -238,6 +263,14 @@ impl wit_api::Guest for Component {
 
     fn output(process_ref: String, selector: wit::OutputSelector) -> wit_api::Reply {
         reply(api::output(&Imported, &process_ref, from_selector(selector)))
+    }
+
+    fn output_open(process_ref: String, selector: wit::OutputSelector) -> Result<wit_api::OutputPage, wit_api::Reply> {
+        api::output_open(&Imported, &process_ref, from_selector(selector)).map(page).map_err(reply)
+    }
+
+    fn output_next(position: wit_api::OutputPosition) -> wit_api::OutputPage {
+        page(api::output_next(&Imported, from_output_position(position)))
     }
 
     fn health() -> wit_api::Reply {

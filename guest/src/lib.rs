@@ -49,6 +49,7 @@ pub mod api;
 pub mod fault;
 pub mod json;
 pub mod model;
+pub mod output;
 pub mod render;
 pub mod request;
 pub mod sse;

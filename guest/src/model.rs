@@ -128,6 +128,9 @@ pub struct OutputChunk {
     pub next_cursor: u64,
     /// Lines of the selection dropped so far because the buffer was full.
     pub dropped: u64,
+    /// Lines after these were captured already (a host may return fewer
+    /// than asked for, to bound one answer).
+    pub more: bool,
     /// The process ended and every line has been returned.
     pub complete: bool,
 }
@@ -239,6 +242,32 @@ pub struct StreamPosition {
     pub timed_out: bool,
     /// A run stream (data-only frames, exit frame) rather than a follow.
     pub is_run: bool,
+}
+
+/// Where a paged output reply is; the host hands it back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPosition {
+    /// The process whose output it is.
+    pub pid: Pid,
+    /// The output it is.
+    pub selector: OutputSelector,
+    /// The read cursor in the captured output.
+    pub cursor: u64,
+    /// Lines in the pages so far.
+    pub lines: u64,
+    /// Lines dropped, as the last read said.
+    pub dropped: u64,
+}
+
+/// One page of a paged output reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPage {
+    /// The next piece of the JSON body.
+    pub text: String,
+    /// Pass to the next page.
+    pub position: OutputPosition,
+    /// The body is complete with `text`.
+    pub done: bool,
 }
 
 /// One step of a stream.

@@ -156,6 +156,29 @@ pub fn output_reply(pid: Pid, lines: &[String], dropped: u64) -> String {
     to_json(&OutputJson { pid, lines, line_count: lines.len(), dropped_lines: (dropped > 0).then_some(dropped) })
 }
 
+/// The start of a paged output reply, `{"pid":N,"lines":[`: the lines
+/// follow ([`push_output_line`]), then [`output_tail`]. Together, the same
+/// JSON as [`output_reply`].
+pub fn output_head(pid: Pid) -> String {
+    format!(r#"{{"pid":{pid},"lines":["#)
+}
+
+/// One line of a paged output reply, after a comma unless it is the first.
+pub fn push_output_line(text: &mut String, line: &str, first: bool) {
+    if !first {
+        text.push(',');
+    }
+    text.push_str(&to_json(&line));
+}
+
+/// The end of a paged output reply.
+pub fn output_tail(line_count: u64, dropped: u64) -> String {
+    match dropped {
+        0 => format!(r#"],"line_count":{line_count}}}"#),
+        _ => format!(r#"],"line_count":{line_count},"dropped_lines":{dropped}}}"#),
+    }
+}
+
 /// `{"line":...,"timestamp":...,"stream":...}`, the data of an output event.
 pub fn output_line(line: &OutputLine) -> String {
     #[derive(Serialize)]

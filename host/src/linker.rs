@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::sandbox::process::{process, types};
-use crate::capability::ProcessTable;
+use crate::capability::{OutputHold, ProcessTable};
 use crate::types::{HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest};
 
 /// What the capability's imports see of a store: the [`ProcessTable`] that
@@ -20,18 +20,28 @@ use crate::types::{HostSummary, OutputChunk, OutputSelector, ProcessError, Proce
 pub struct ProcessView<'a> {
     table: &'a ProcessTable,
     clock: Option<&'a mut HostClock>,
+    /// Inside this crate's runtime, for a call whose starts are held for
+    /// one consumer (a `run`): where their holds go.
+    holds: Option<&'a mut Vec<OutputHold>>,
 }
 
 impl<'a> ProcessView<'a> {
     /// A view of `table`.
     pub fn new(table: &'a ProcessTable) -> Self {
-        ProcessView { table, clock: None }
+        ProcessView { table, clock: None, holds: None }
     }
 
     /// A view of `table` that adds the time of every waiting import to
     /// `clock`.
     pub(crate) fn timed(table: &'a ProcessTable, clock: &'a mut HostClock) -> Self {
-        ProcessView { table, clock: Some(clock) }
+        ProcessView { table, clock: Some(clock), holds: None }
+    }
+
+    /// The view, starting processes held for one consumer when `holds` is
+    /// set, their holds pushed there.
+    pub(crate) fn holding(mut self, holds: Option<&'a mut Vec<OutputHold>>) -> Self {
+        self.holds = holds;
+        self
     }
 
     /// Runs `call`, charging its time to the clock when there is one.
@@ -100,7 +110,23 @@ impl types::Host for ProcessView<'_> {}
 impl process::Host for ProcessView<'_> {
     async fn start(&mut self, request: StartRequest) -> Result<ProcessInfo, ProcessError> {
         let table = self.table;
-        self.waiting(async { table.start(request) }).await
+        let holds = self.holds.take();
+        let (started, holds) = self
+            .waiting(async move {
+                match holds {
+                    Some(holds) => {
+                        let started = table.start_held(request).map(|(info, hold)| {
+                            holds.push(hold);
+                            info
+                        });
+                        (started, Some(holds))
+                    }
+                    None => (table.start(request), None),
+                }
+            })
+            .await;
+        self.holds = holds;
+        started
     }
 
     fn get(&mut self, pid: u32) -> Result<ProcessInfo, ProcessError> {

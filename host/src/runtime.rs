@@ -17,13 +17,13 @@ use wasmtime::{
 
 use crate::bindings::exports::sandbox::process::api;
 use crate::bindings::{Guest, GuestPre};
-use crate::capability::ProcessTable;
+use crate::capability::{OutputHold, ProcessTable};
 use crate::component_cache;
 use crate::linker::{HostClock, ProcessView};
 use crate::types::OutputSelector;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use api::{Reply, StreamPosition, StreamStep};
+pub use api::{OutputPage, OutputPosition, Reply, StreamPosition, StreamStep};
 
 /// The guest component (world `guest`), built from `guest/` for
 /// `wasm32-wasip2` by the `sandbox-process-artifacts` crate.
@@ -79,6 +79,8 @@ struct CallState {
     /// When the current call began, and its time in the capability so far.
     call_started: Instant,
     clock: HostClock,
+    /// Set for a call whose starts are held for one consumer: their holds.
+    holds: Option<Vec<OutputHold>>,
 }
 
 impl CallState {
@@ -117,7 +119,9 @@ impl GuestRuntime {
         let engine = Engine::new(&engine_config(&limits)).context("configuring wasmtime")?;
         let component = component_cache::load(&engine, "sandbox-process-guest", wasm, limits.cache_dir.as_deref())?;
         let mut linker = Linker::new(&engine);
-        crate::linker::add_to_linker(&mut linker, |s: &mut CallState| ProcessView::timed(&s.processes, &mut s.clock))?;
+        crate::linker::add_to_linker(&mut linker, |s: &mut CallState| {
+            ProcessView::timed(&s.processes, &mut s.clock).holding(s.holds.as_mut())
+        })?;
         let pre = linker.instantiate_pre(&component).context("linking the guest")?;
         let pre = GuestPre::new(pre).context("the guest does not export the API")?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -153,6 +157,7 @@ impl GuestRuntime {
             limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(16).build(),
             call_started: Instant::now(),
             clock: HostClock::default(),
+            holds: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -182,6 +187,38 @@ pub struct GuestSession {
     budget_ticks: u64,
     // Declared last: given back after the store (and its instance) is gone.
     _slot: OwnedSemaphorePermit,
+}
+
+impl GuestRuntime {
+    /// [`GuestRuntime::run_open`], with the output of the process it starts
+    /// held for the caller, who then is its one consumer: nothing it has not
+    /// read is dropped, and the child blocks while a window of output waits
+    /// (see [`OutputHold`]). The caller advances the hold as the stream's
+    /// frames are delivered, and drops it when the stream ends or its
+    /// reader goes.
+    pub async fn run_open_held(&self, body: &[u8]) -> Result<(Result<StreamStep, Reply>, Option<OutputHold>)> {
+        let mut session = self.session().await?;
+        session.store.data_mut().holds = Some(Vec::new());
+        let opened = session.run_open(body).await?;
+        Ok((opened, session.take_hold()))
+    }
+
+    /// [`GuestRuntime::start`], with the output of the process it starts
+    /// held for the caller (as [`GuestRuntime::run_open_held`]): for a
+    /// caller that reads all of it, as `sandbox-process exec` does.
+    pub async fn start_held(&self, body: &[u8]) -> Result<(Reply, Option<OutputHold>)> {
+        let mut session = self.session().await?;
+        session.store.data_mut().holds = Some(Vec::new());
+        let reply = session.start(body).await?;
+        Ok((reply, session.take_hold()))
+    }
+}
+
+impl GuestSession {
+    /// The hold of the process this session's call started, if it did.
+    fn take_hold(&mut self) -> Option<OutputHold> {
+        self.store.data_mut().holds.take().and_then(|mut holds| holds.pop())
+    }
 }
 
 impl Drop for GuestRuntime {
@@ -246,6 +283,10 @@ api_calls! {
     run_open => call_run_open(body: &[u8]) -> Result<StreamStep, Reply>;
     /// The next step of a stream, waiting up to `wait_ms` inside the guest.
     stream_next => call_stream_next(position: StreamPosition, wait_ms: u32) -> StreamStep;
+    /// `GET /processes/{ref}/{stdout,stderr,output}` in pages: the first, or the error reply.
+    output_open => call_output_open(process_ref: &str, selector: OutputSelector) -> Result<OutputPage, Reply>;
+    /// The next page of an output reply.
+    output_next => call_output_next(position: OutputPosition) -> OutputPage;
 }
 
 /// Epoch ticks in `time`, at least one.

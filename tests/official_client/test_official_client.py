@@ -98,6 +98,26 @@ def test_run_with_both_streams_and_a_timeout(sandbox):
     assert timed.reason.value == "timed_out" and timed.exit_code == -9
 
 
+def test_run_returns_every_line_of_a_big_output_in_order(sandbox):
+    # A run stream is its process's one consumer: the child waits for the
+    # client rather than lose lines (before, 166,594 of these arrived).
+    result = value(sandbox.run("seq", args=["1", "2000000"]))
+    assert result.exit_code == 0
+    lines = result.stdout.split("\n")
+    assert len(lines) == 2_000_000
+    assert lines == [str(i) for i in range(1, 2_000_001)]
+
+
+def test_run_returns_both_big_streams_whole(sandbox):
+    # 100,000 lines of 80 bytes on each stream: twice the capture cap each.
+    script = "seq -f '%079g' 1 100000; seq -f '%079g' 1 100000 >&2"
+    result = value(sandbox.run("sh", args=["-c", script]))
+    want = [f"{i:079d}" for i in range(1, 100_001)]
+    assert result.exit_code == 0
+    assert result.stdout.split("\n") == want
+    assert result.stderr.split("\n") == want
+
+
 def test_errors_reach_the_client_with_their_status(sandbox):
     with pytest.raises(Exception) as refused:
         sandbox.start_process("")

@@ -33,6 +33,9 @@ pub struct State {
     /// the buffer dropping as many of the oldest: a child writing faster
     /// than the guest reads.
     pub flooding: BTreeMap<Pid, u64>,
+    /// When set, no read returns more lines than this (a host bounding the
+    /// size of its answers).
+    pub read_bound: Option<usize>,
 }
 
 pub struct Fake(pub RefCell<State>);
@@ -216,7 +219,8 @@ impl Capability for Fake {
         let dropped = oldest + (all.len() - kept.len()) as u64;
         let from = cursor.max(oldest);
         let after: Vec<&(u64, &OutputLine)> = kept.iter().filter(|(at, _)| *at >= from).collect();
-        let lines: Vec<OutputLine> = after.iter().take(max_lines as usize).map(|(_, l)| (*l).clone()).collect();
+        let take = (max_lines as usize).min(s.read_bound.unwrap_or(usize::MAX));
+        let lines: Vec<OutputLine> = after.iter().take(take).map(|(_, l)| (*l).clone()).collect();
         let more = after.len() > lines.len();
         let next_cursor = match (after.get(lines.len().wrapping_sub(1)), more) {
             (Some((at, _)), true) if !lines.is_empty() => at + 1,
@@ -229,7 +233,7 @@ impl Capability for Fake {
         if lines.is_empty() && !complete {
             s.now += u64::from(wait_ms);
         }
-        Ok(OutputChunk { lines, next_cursor, dropped, complete })
+        Ok(OutputChunk { lines, next_cursor, dropped, more, complete })
     }
 
     fn wait(&self, pid: Pid, timeout_ms: u32) -> Result<ProcessInfo, ProcessError> {

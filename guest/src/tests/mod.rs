@@ -3,6 +3,7 @@
 
 mod api_tests;
 mod fake;
+mod output_tests;
 mod render_tests;
 mod request_tests;
 mod signal_run_ref_tests;

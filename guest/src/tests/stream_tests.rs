@@ -129,6 +129,7 @@ fn missed_lines_counts_only_a_skip() {
         lines: vec![OutputLine { stream: OutputStream::Stdout, line: String::new(), timestamp: 0 }; lines],
         next_cursor,
         dropped,
+        more: false,
         complete: false,
     };
     assert_eq!(missed_lines(0, &chunk(2, 5, 3)), 3);

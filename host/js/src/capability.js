@@ -418,6 +418,9 @@ export class NodeProcessCapability {
       // Nothing returned: the cursor stays as given (even past 2^53).
       nextCursor: read.lines.length ? BigInt(read.nextCursor) : BigInt(cursor),
       dropped: BigInt(read.dropped),
+      // Lines after these are there already (this host returns as many as
+      // asked for: no bound of its own on one answer).
+      more: !read.atEnd,
       complete,
     };
   }

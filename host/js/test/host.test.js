@@ -191,7 +191,7 @@ describe('the capability', () => {
     const info = cap.start({ command: 'sleep', args: ['30'], env: [], stdinMode: 'closed', stdoutMode: 'capture', stderrMode: 'capture' });
     const t0 = Date.now();
     const chunk = cap.readOutput(info.pid, 'merged', 0n, 10, 5000);
-    assert.deepEqual(chunk, { lines: [], nextCursor: 0n, dropped: 0n, complete: false });
+    assert.deepEqual(chunk, { lines: [], nextCursor: 0n, dropped: 0n, more: false, complete: false });
     assert.equal(cap.wait(info.pid, 5000).status, 'running');
     assert.ok(Date.now() - t0 < 1000);
     cap.kill(info.pid);
@@ -327,7 +327,7 @@ describe('embedding with another capability', () => {
       kill: () => {},
       writeStdin: () => {},
       closeStdin: () => {},
-      readOutput: () => ({ lines: [{ stream: 'stdout', line: 'from fake', timestamp: 1n }], nextCursor: 1n, dropped: 0n, complete: true }),
+      readOutput: () => ({ lines: [{ stream: 'stdout', line: 'from fake', timestamp: 1n }], nextCursor: 1n, dropped: 0n, more: false, complete: true }),
       wait: () => info,
       summary: () => ({ version: 'fake', uptimeSecs: 0n, runningProcesses: 1, totalProcesses: 1n }),
       nowMs: () => 1000n,

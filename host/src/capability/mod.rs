@@ -26,14 +26,17 @@
 
 mod capture;
 mod cgroup;
+mod disk;
 pub mod environment;
 mod exhaustion;
 pub mod fd_budget;
+mod hold;
 mod launch;
 mod memory;
 mod policy;
 mod process;
 mod reap;
+mod reclaim;
 mod signal;
 mod spawn;
 mod stdin;
@@ -48,13 +51,17 @@ use tokio::time::Instant;
 
 use crate::now_ms;
 
+pub use capture::spill::SpillDir;
 pub use capture::{BLOCK_COST_BYTES, LINE_COST_BYTES};
+pub use disk::{default_capture_dir, default_capture_disk_total_bytes, free_space};
 pub use environment::{DEFAULT_LOCALE, DEFAULT_PATH};
+pub use hold::OutputHold;
 pub use memory::{available_memory, default_capture_total_bytes};
 pub use policy::{Containment, Limits, Policy};
 
 use crate::types::{HostSummary, OutputChunk, OutputSelector, ProcessError, ProcessInfo, StartRequest};
 use capture::Capture;
+use capture::spill::SpillConfig;
 use policy::CheckedPolicy;
 use process::Proc;
 use stdin::Stdin;
@@ -104,6 +111,16 @@ impl ProcessTable {
     /// Must be called within a tokio runtime (with I/O and time enabled):
     /// the child's pipes and reaper live on it.
     pub fn start(&self, req: StartRequest) -> Result<ProcessInfo, ProcessError> {
+        self.start_process(req, None).map(|(info, _)| info)
+    }
+
+    /// [`ProcessTable::start`], with the capture held for one consumer
+    /// from the first byte when `hold_window` is set (see `hold`).
+    fn start_process(
+        &self,
+        req: StartRequest,
+        hold_window: Option<u64>,
+    ) -> Result<(ProcessInfo, Arc<Proc>), ProcessError> {
         let handle = Handle::try_current()
             .map_err(|_| ProcessError::Internal("starting a process needs a tokio runtime".to_owned()))?;
         let prepared = self.inner.policy.prepare(&req)?;
@@ -129,13 +146,22 @@ impl ProcessTable {
                 }
             };
         let pid = child.pid;
-        let capture = Capture::new(
+        let spill = self.inner.spill_dir.as_ref().map(|dir| SpillConfig {
+            dir: dir.clone(),
+            cap: self.inner.limits.capture_disk_bytes,
+            budget: self.inner.disk_budget.clone(),
+        });
+        let mut capture = Capture::with_spill(
             self.inner.limits.capture_bytes,
             self.inner.limits.max_line_bytes,
             child.stdout.is_some(),
             child.stderr.is_some(),
+            spill,
         )
         .with_budget(self.inner.capture_budget.clone());
+        if let Some(window) = hold_window {
+            capture.hold(window);
+        }
         let stdin = Stdin::new(child.stdin.take());
         let proc = Arc::new(Proc::new(pid, order, req.command, req.args, now_ms(), stdin, capture).with_cgroup(cgroup));
         let registered = self.inner.register(&proc);
@@ -149,7 +175,7 @@ impl ProcessTable {
         // ended (with its stdin closed) now and then.
         let info = proc.info();
         spawn::serve(&handle, child, &proc, Arc::downgrade(&self.inner));
-        registered.map(|()| info)
+        registered.map(|()| (info, proc))
     }
 
     /// The current state of process `pid`. Never waits on the process.
@@ -234,7 +260,8 @@ impl ProcessTable {
     }
 
     /// At most `max_lines` captured lines of `pid` from `cursor` on (0 is
-    /// the start). If there is none yet and the output is not complete,
+    /// the start), and none more once their text reaches 1 MiB (at least
+    /// one line: `more` says whether lines remain). If there is none yet and the output is not complete,
     /// waits up to `wait` for one, woken by the pumps rather than polling.
     pub async fn read_output(
         &self,
@@ -284,7 +311,8 @@ impl ProcessTable {
     /// still have members (and, with cgroups, to every process in the
     /// table's cgroups), refuses further starts, and waits (at most 5 s)
     /// until every child is reaped, so their output completes, and every
-    /// cgroup is removed.
+    /// cgroup is removed. The spill directory goes too (its files have no
+    /// names: they go as their captures do, whatever happens).
     pub async fn shutdown(&self) {
         self.inner.lock().closing = true;
         let (procs, lingering) = self.inner.snapshot();
@@ -309,6 +337,21 @@ impl ProcessTable {
                 );
             }
         }
+        if let Some(dir) = &self.inner.spill_dir {
+            let _ = std::fs::remove_dir(dir.path());
+        }
+    }
+
+    /// The directory captured output spills to, if it does.
+    pub fn spill_dir(&self) -> Option<&Path> {
+        self.inner.spill_dir.as_deref().map(SpillDir::path)
+    }
+
+    /// The bytes of all spill files together, and the limit of it
+    /// ([`Limits::capture_disk_total_bytes`]).
+    pub fn capture_disk(&self) -> (usize, usize) {
+        let budget = &self.inner.disk_budget;
+        (budget.used(), budget.limit())
     }
 
     /// How this table contains what its children start:

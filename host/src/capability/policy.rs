@@ -115,18 +115,32 @@ impl Default for Policy {
 }
 
 /// How much the host holds: processes, captured output, waiting writers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// The most processes running at once (default 1024); a start past it
     /// fails with `limit-exceeded`.
     pub max_processes: usize,
-    /// The most bytes of captured output kept per stream of each process
-    /// (default 4 MiB), counting each line's text plus
+    /// The most bytes of captured output kept in memory per stream of each
+    /// process (default 4 MiB), counting each line's text plus
     /// [`LINE_COST_BYTES`](super::LINE_COST_BYTES), and
     /// [`BLOCK_COST_BYTES`](super::BLOCK_COST_BYTES) per block of up to 256
     /// lines read together; past it the oldest lines are dropped and
-    /// counted.
+    /// counted, unless the stream's spill file still has them.
     pub capture_bytes: usize,
+    /// Where captured output spills to disk (default
+    /// [`default_capture_dir`](super::default_capture_dir)); `None` keeps it
+    /// in memory only. The host makes a directory of its own there (mode
+    /// 0700), with one unnamed file per stream.
+    pub capture_dir: Option<PathBuf>,
+    /// The most bytes one stream's spill file holds (default 64 MiB; 0 does
+    /// not spill); past it the oldest lines are dropped and counted, unless
+    /// memory still has them.
+    pub capture_disk_bytes: u64,
+    /// The most bytes the spill files of every process hold together
+    /// (default [`default_capture_disk_total_bytes`](super::default_capture_disk_total_bytes)
+    /// of `capture_dir`). Past it the files of ended processes go first,
+    /// then the oldest records of the largest files of running ones.
+    pub capture_disk_total_bytes: u64,
     /// The most bytes of captured output kept in memory by every process
     /// together, counted as for `capture_bytes` (default an eighth of the
     /// machine's memory, at least 64 MiB and at most 1 GiB:
@@ -161,6 +175,9 @@ impl Default for Limits {
         Limits {
             max_processes: Limits::DEFAULT_MAX_PROCESSES,
             capture_bytes: Limits::DEFAULT_CAPTURE_BYTES,
+            capture_dir: Some(super::disk::default_capture_dir()),
+            capture_disk_bytes: 64 << 20,
+            capture_disk_total_bytes: super::disk::default_capture_disk_total_bytes(&super::disk::default_capture_dir()),
             capture_total_bytes: super::memory::default_capture_total_bytes(),
             max_line_bytes: Limits::DEFAULT_MAX_LINE_BYTES,
             max_retained_exited: Limits::DEFAULT_MAX_RETAINED_EXITED,

@@ -11,13 +11,18 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::capture::Capture;
 use super::cgroup::ChildCgroup;
 use super::signal;
 use super::stdin::Stdin;
 use crate::types::{OutputChunk, OutputSelector, OutputStream, ProcessInfo, ProcessStatus};
+
+/// The most text one read of captured output returns (past at least one
+/// line): what one answer costs the host and the guest to copy and render
+/// stays bounded whatever `max-lines` asks, 1024 lines of 64 KiB included.
+pub const READ_MAX_BYTES: usize = 1 << 20;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +78,8 @@ pub(crate) struct Proc {
     pub(crate) cgroup: Option<Arc<ChildCgroup>>,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    /// Wakes the pumps when a held capture's consumer read on or went.
+    room: Notify,
 }
 
 impl Proc {
@@ -95,6 +102,7 @@ impl Proc {
             cgroup: None,
             state: Mutex::new(State { end: None, capture, group_alive: true }),
             changed: watch::Sender::new(0),
+            room: Notify::new(),
         }
     }
 
@@ -141,9 +149,10 @@ impl Proc {
         }
     }
 
-    /// Captured lines after `cursor`.
+    /// Captured lines after `cursor`, their text bounded by
+    /// [`READ_MAX_BYTES`].
     pub(crate) fn read(&self, selector: OutputSelector, cursor: u64, max_lines: usize) -> OutputChunk {
-        self.lock().capture.read(selector, cursor, max_lines)
+        self.lock().capture.read_bounded(selector, cursor, max_lines, READ_MAX_BYTES)
     }
 
     /// Bytes read from one of the child's pipes; wakes readers if they made
@@ -153,12 +162,48 @@ impl Proc {
         let (lines, over) = {
             let mut state = self.lock();
             let lines = state.capture.push(stream, data, timestamp);
+            if let Some(e) = state.capture.take_spill_error() {
+                tracing::warn!(pid = self.pid, error = %e, "spilling output to disk failed: the stream goes on in memory");
+            }
             (lines, state.capture.over_budget())
         };
         if lines > 0 {
             self.notify();
         }
         over
+    }
+
+    /// Returns once the pumps may read more: at once unless the output is
+    /// held for a consumer that has a window's worth to read (see
+    /// `Capture::has_room`). The child meanwhile blocks on its full pipe.
+    pub(crate) async fn wait_for_room(&self) {
+        loop {
+            if self.lock().capture.has_room() {
+                return;
+            }
+            let notified = self.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the second look, so a wake between the
+            // look and the wait is not lost.
+            notified.as_mut().enable();
+            if self.lock().capture.has_room() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The held output's consumer has read every line before `cursor`.
+    pub(crate) fn advance_hold(&self, cursor: u64) {
+        self.lock().capture.advance_hold(cursor);
+        self.room.notify_waiters();
+    }
+
+    /// The held output's consumer is gone: the pumps read on, the caps
+    /// drop what they must.
+    pub(crate) fn release_hold(&self) {
+        self.lock().capture.release_hold();
+        self.room.notify_waiters();
     }
 
     /// End of file on one of the child's pipes.

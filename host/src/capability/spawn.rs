@@ -210,6 +210,7 @@ pub(crate) fn serve(handle: &Handle, mut child: Child, proc: &Arc<Proc>, table: 
 /// every member of the group holding it has closed or exited).
 async fn pump(proc: Arc<Proc>, stream: OutputStream, pipe: pipe::Receiver, table: Weak<Inner>) {
     loop {
+        proc.wait_for_room().await;
         let read = match pipe.readable().await {
             Ok(()) => READ.with_borrow_mut(|buf| {
                 let n = pipe.try_read(buf)?;

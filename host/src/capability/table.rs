@@ -1,7 +1,7 @@
 //! The shared state behind every [`ProcessTable`](super::ProcessTable)
 //! clone: the processes by pid, the live count, the retention of ended
-//! processes, the budget of all captured output and its reclaim, and the
-//! kill of every group when the last clone goes.
+//! processes, the budgets of all captured output (reclaimed by `reclaim`),
+//! and the kill of every group when the last clone goes.
 //!
 //! Locking: the table lock may be taken first and a process's lock inside
 //! it, never the other way round; no lock is held across an `.await`.
@@ -12,7 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::capture::budget::{self, CaptureBudget};
+use super::capture::budget::CaptureBudget;
+use super::capture::spill::SpillDir;
 use super::cgroup::Setup;
 use super::policy::{CheckedPolicy, Limits};
 use super::process::{End, Proc};
@@ -32,6 +33,10 @@ pub(crate) struct Inner {
     pub(crate) containment: Setup,
     /// What every process's captured output may hold in memory together.
     pub(crate) capture_budget: Arc<CaptureBudget>,
+    /// Where captured output spills, if it does, and what all spill files
+    /// may hold together.
+    pub(crate) spill_dir: Option<Arc<SpillDir>>,
+    pub(crate) disk_budget: Arc<CaptureBudget>,
     state: Mutex<Table>,
 }
 
@@ -55,15 +60,24 @@ pub(crate) struct Table {
     pub(crate) closing: bool,
 }
 
+impl Table {
+    /// The retained ended processes, the one that ended first first.
+    pub(crate) fn ended_procs(&self) -> impl Iterator<Item = &Arc<Proc>> {
+        self.ended.iter()
+    }
+}
+
 impl Inner {
     pub(crate) fn new(policy: CheckedPolicy, limits: Limits) -> Self {
         Inner {
             containment: Setup::new(policy.policy.containment, !policy.policy.kill_on_host_death),
             policy,
-            limits,
             born: Instant::now(),
             spawner: Spawner,
             capture_budget: CaptureBudget::new(limits.capture_total_bytes),
+            spill_dir: super::disk::spill_dir(&limits),
+            disk_budget: CaptureBudget::new(usize::try_from(limits.capture_disk_total_bytes).unwrap_or(usize::MAX)),
+            limits,
             state: Mutex::default(),
         }
     }
@@ -146,52 +160,6 @@ impl Inner {
             // Only groups that still exist need remembering; this keeps the
             // list as short as the set of real stray groups.
             t.lingering.retain(|&pgid| signal::group_may_exist(pgid));
-        }
-    }
-
-    /// Brings the captured output of all processes back under its budget
-    /// (to 7/8 of it, so that a flood does not reclaim at every read):
-    /// first the output of retained ended processes, the one that ended
-    /// first first, then the oldest lines of the largest streams of running
-    /// ones, cut down to one level. Dropped lines are counted as the
-    /// per-stream cap counts them, so readers see them as drops.
-    ///
-    /// Called by a pump that found the budget exceeded, without any lock
-    /// held; one task reclaims at a time, the others go on reading.
-    pub(crate) fn reclaim_capture(&self) {
-        let budget = &self.capture_budget;
-        let Some(_reclaiming) = budget.try_reclaim() else { return };
-        if budget.excess() == 0 {
-            return;
-        }
-        let (ended, running): (Vec<_>, Vec<_>) = {
-            let t = self.lock();
-            let running = t.procs.values().filter(|p| p.is_running()).cloned().collect();
-            (t.ended.iter().cloned().collect(), running)
-        };
-        for proc in &ended {
-            if budget.excess() == 0 {
-                return;
-            }
-            proc.lock().capture.drop_all();
-        }
-        let excess = budget.excess();
-        if excess == 0 {
-            return;
-        }
-        let streams: Vec<(&Arc<Proc>, usize, usize)> = running
-            .iter()
-            .flat_map(|p| {
-                let bytes = p.lock().capture.stream_bytes();
-                [(p, 0, bytes[0]), (p, 1, bytes[1])]
-            })
-            .collect();
-        let sizes: Vec<usize> = streams.iter().map(|&(_, _, bytes)| bytes).collect();
-        let level = budget::level(&sizes, excess);
-        for &(proc, stream, bytes) in &streams {
-            if bytes > level {
-                proc.lock().capture.trim_stream(stream, level);
-            }
         }
     }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use sandbox_process::capability::environment::{locale_is_available, set_var};
-use sandbox_process::capability::{Containment, default_capture_total_bytes};
+use sandbox_process::capability::{
+    Containment, default_capture_dir, default_capture_disk_total_bytes, default_capture_total_bytes,
+};
 use sandbox_process::{GuestLimits, Limits, Policy};
 
 /// Start and manage operating-system processes through a WebAssembly guest,
@@ -126,19 +128,39 @@ pub struct HostArgs {
     /// to what fits, with a warning.
     #[arg(long, value_name = "N")]
     pub max_processes: Option<usize>,
-    /// Captured bytes kept per process and stream, counting each line's text
-    /// plus 1 byte, and 64 bytes per block of up to 256 lines read from the
-    /// pipe together; past it the oldest lines are dropped (and counted).
+    /// Captured bytes kept in memory per process and stream, counting each
+    /// line's text plus 1 byte, and 64 bytes per block of up to 256 lines
+    /// read from the pipe together; past it only the newest are kept in
+    /// memory (older ones are read back from the spill file, or dropped and
+    /// counted without one).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_CAPTURE_BYTES)]
     pub capture_bytes: usize,
     /// Captured bytes kept in memory by all processes together, counted as
-    /// for --capture-bytes; past it the output of ended processes is
-    /// dropped first (the one that ended first first), then the oldest
-    /// lines of the largest streams of running ones, and counted as drops
-    /// [default: 1/8 of the memory this server may use (MemTotal, or its
-    /// cgroup's memory limit if lower), at least 64 MiB, at most 1 GiB].
+    /// for --capture-bytes; past it the output of ended processes goes
+    /// first (the one that ended first first), then the oldest lines of the
+    /// largest streams of running ones (dropped and counted unless their
+    /// spill files have them) [default: 1/8 of the memory this server may
+    /// use (MemTotal, or its cgroup's memory limit if lower), at least 64
+    /// MiB, at most 1 GiB].
     #[arg(long, value_name = "BYTES")]
     pub capture_total_bytes: Option<usize>,
+    /// Where captured output spills to disk: a directory of this server's
+    /// own is made there (mode 0700, removed at exit), with one unnamed
+    /// file per stream (mode 0600, gone when its process is forgotten)
+    /// [default: /var/tmp if writable, else $TMPDIR or /tmp].
+    #[arg(long, value_name = "DIR")]
+    pub capture_dir: Option<PathBuf>,
+    /// Bytes of each stream's output kept on disk; past it the oldest lines
+    /// are dropped (and counted). 0 keeps output in memory only.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub capture_disk_bytes: u64,
+    /// Bytes kept on disk by all processes' output together; past it the
+    /// files of ended processes go first, then the oldest output of the
+    /// largest files of running ones (dropped and counted) [default: a
+    /// quarter of the space free on --capture-dir's filesystem at start, at
+    /// most 16 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub capture_disk_total_bytes: Option<u64>,
     /// Longer output lines are split into pieces of this size.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_LINE_BYTES)]
     pub max_line_bytes: usize,
@@ -207,10 +229,20 @@ impl HostArgs {
         policy.forbidden_env = self.forbid_env.clone();
         policy.kill_on_host_death = !self.no_kill_on_exit;
         policy.containment = self.containment;
+        let capture_dir = match &self.capture_dir {
+            Some(dir) if !dir.is_dir() => bail!("--capture-dir {}: not a directory", dir.display()),
+            Some(dir) => dir.canonicalize().with_context(|| format!("--capture-dir {}", dir.display()))?,
+            None => default_capture_dir(),
+        };
         let limits = Limits {
             max_processes: self.max_processes.unwrap_or(Limits::DEFAULT_MAX_PROCESSES),
             capture_bytes: self.capture_bytes,
             capture_total_bytes: self.capture_total_bytes.unwrap_or_else(default_capture_total_bytes),
+            capture_disk_bytes: self.capture_disk_bytes,
+            capture_disk_total_bytes: self
+                .capture_disk_total_bytes
+                .unwrap_or_else(|| default_capture_disk_total_bytes(&capture_dir)),
+            capture_dir: Some(capture_dir),
             max_line_bytes: self.max_line_bytes,
             max_retained_exited: self.max_retained_exited,
             ..Limits::default()

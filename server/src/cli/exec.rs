@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use sandbox_process::capability::OutputHold;
 use sandbox_process::types::{OutputSelector, OutputStream, ProcessStatus};
 use sandbox_process::{GuestLimits, GuestRuntime, ProcessTable, Reply};
 use tokio::io::AsyncReadExt;
@@ -38,7 +39,9 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
     }
     let processes = ProcessTable::new(policy, limits);
     let runtime = GuestRuntime::new(processes.clone(), one_shot(args.host.guest.guest_limits()))?;
-    let reply = runtime.start(&body).await?;
+    // Held: this command prints every line, at the pace its own stdout
+    // takes them, and the child waits for it rather than lose any.
+    let (reply, hold) = runtime.start_held(&body).await?;
     if reply.status != 201 {
         return Ok(print_reply(&reply, 201));
     }
@@ -49,7 +52,7 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
     if info["stdin_writable"] == true {
         tokio::spawn(forward_stdin(processes.clone(), pid));
     }
-    let code = stream_until_exit(&processes, pid).await?;
+    let code = stream_until_exit(&processes, pid, hold.as_ref()).await?;
     processes.shutdown().await;
     Ok(ExitCode::from(code))
 }
@@ -89,7 +92,7 @@ async fn forward_stdin(processes: ProcessTable, pid: u32) {
     let _ = processes.close_stdin(pid);
 }
 
-async fn stream_until_exit(processes: &ProcessTable, pid: u32) -> Result<u8> {
+async fn stream_until_exit(processes: &ProcessTable, pid: u32, hold: Option<&OutputHold>) -> Result<u8> {
     let mut cursor = 0;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     loop {
@@ -107,6 +110,9 @@ async fn stream_until_exit(processes: &ProcessTable, pid: u32) -> Result<u8> {
         }
         let _ = out.flush();
         cursor = chunk.next_cursor;
+        if let Some(hold) = hold {
+            hold.advance(cursor);
+        }
         if chunk.complete {
             break;
         }

@@ -8,6 +8,7 @@ mod body;
 mod connection;
 mod listener;
 mod origin;
+mod pages;
 mod routes;
 mod stream;
 

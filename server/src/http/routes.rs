@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::body::{process_ref, read_body};
+use super::pages;
 use super::stream::{follow, run};
 use super::{AppState, error_response, guest_failure, reply_response};
 use sandbox_process::types::OutputSelector;
@@ -91,16 +92,16 @@ async fn close_stdin(State(app): App, uri: OriginalUri) -> Response {
     answer!(app.runtime.close_stdin(process_ref(&uri)))
 }
 
-async fn stdout(State(app): App, uri: OriginalUri) -> Response {
-    answer!(app.runtime.output(process_ref(&uri), OutputSelector::Stdout))
+async fn stdout(state: App, uri: OriginalUri) -> Response {
+    pages::output(state, uri, OutputSelector::Stdout).await
 }
 
-async fn stderr(State(app): App, uri: OriginalUri) -> Response {
-    answer!(app.runtime.output(process_ref(&uri), OutputSelector::Stderr))
+async fn stderr(state: App, uri: OriginalUri) -> Response {
+    pages::output(state, uri, OutputSelector::Stderr).await
 }
 
-async fn output(State(app): App, uri: OriginalUri) -> Response {
-    answer!(app.runtime.output(process_ref(&uri), OutputSelector::Merged))
+async fn output(state: App, uri: OriginalUri) -> Response {
+    pages::output(state, uri, OutputSelector::Merged).await
 }
 
 async fn follow_stdout(state: App, uri: OriginalUri) -> Response {

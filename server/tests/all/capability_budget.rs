@@ -36,7 +36,9 @@ fn newest_and_counted(chunk: &OutputChunk) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_output_is_reclaimed_first_then_the_largest_running_streams() {
     let limit = 1 << 20;
-    let t = ProcessTable::new(policy(), Limits { capture_total_bytes: limit, ..Limits::default() });
+    // In memory only: with a spill file, what memory gives back stays
+    // readable from disk (capture_spill.rs).
+    let t = ProcessTable::new(policy(), Limits { capture_total_bytes: limit, capture_dir: None, ..Limits::default() });
     let seq_then_sleep = ["-c", "seq 1 100000; exec sleep 100"];
 
     // A ends with about 614 KB kept: under the budget, nothing dropped.
@@ -65,9 +67,10 @@ async fn ended_output_is_reclaimed_first_then_the_largest_running_streams() {
     newest_and_counted(&stdout(&t, c).await);
     let small_now = stdout(&t, small).await;
     assert_eq!((texts(&small_now.lines), small_now.dropped), (vec!["small".to_owned()], 0));
-    let (used, budget) = t.capture_memory();
-    assert_eq!(budget, limit);
-    assert!(used <= limit, "{used} bytes held, over the budget of {limit}");
+    // Over by one read at most, for as long as the pump that read it takes
+    // to reclaim.
+    assert_eq!(t.capture_memory().1, limit);
+    assert!(eventually(|| t.capture_memory().0 <= limit).await, "{:?} held, over the budget", t.capture_memory());
 
     for pid in [small, b, c] {
         t.kill(pid).unwrap();

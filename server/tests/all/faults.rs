@@ -264,7 +264,9 @@ async fn a_child_that_writes_megabytes_without_a_newline() {
     const MIB: usize = 1 << 20;
     const WRITTEN: usize = 64 * MIB;
     const LINE: usize = 64 << 10; // --max-line-bytes, the default
-    let s = Server::start(&["--capture-bytes", &MIB.to_string()], None);
+    // In memory only: this is about the memory cap (what a spill file keeps
+    // is capture_spill.rs's).
+    let s = Server::start(&["--capture-bytes", &MIB.to_string(), "--capture-disk-bytes", "0"], None);
     let server_pid = s.child.id();
     let before = vm_kb(server_pid, "VmHWM");
     let script = format!("head -c {WRITTEN} /dev/zero | tr '\\0' a; exit 5");

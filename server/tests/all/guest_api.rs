@@ -202,7 +202,8 @@ async fn bad_requests_name_the_field() {
 
 #[tokio::test]
 async fn output_over_the_cap_keeps_the_newest_lines_and_reports_the_drop() {
-    let rt = runtime_with(Limits { capture_bytes: 4096, ..Limits::default() });
+    // In memory only: a spill file would keep them all.
+    let rt = runtime_with(Limits { capture_bytes: 4096, capture_dir: None, ..Limits::default() });
     let info = start(&rt, json!({"command": "seq", "args": ["1", "5000"]})).await;
     let pid = info["pid"].as_u64().unwrap();
     wait_ended(&rt, pid).await;

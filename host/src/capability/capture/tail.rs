@@ -37,6 +37,8 @@ struct Block {
     first: u64,
     /// The sequence number (shared by both streams) of its first line.
     seq: u64,
+    /// Where its text begins among all the text the stream ever kept.
+    start: u64,
     timestamp: u64,
     /// The lines, each ended by `\n`.
     text: Box<[u8]>,
@@ -46,6 +48,15 @@ impl Block {
     fn cost(&self) -> usize {
         self.text.len() + BLOCK_COST_BYTES
     }
+}
+
+/// One block as [`Tail::blocks_from`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockRef<'a> {
+    pub(crate) first: u64,
+    pub(crate) seq: u64,
+    pub(crate) text: &'a [u8],
+    pub(crate) count: u64,
 }
 
 /// One line as a read finds it.
@@ -68,8 +79,11 @@ pub(crate) struct Tail {
     bytes: usize,
     /// Lines ever added: the stream index the next one gets.
     emitted: u64,
-    /// Lines dropped, oldest first, to stay within a limit.
-    dropped: u64,
+    /// Lines let go, oldest first, to stay within a limit: the index of
+    /// the oldest kept one.
+    evicted: u64,
+    /// Bytes of text (with line ends) ever added.
+    appended: u64,
 }
 
 impl Tail {
@@ -96,7 +110,9 @@ impl Tail {
         if count == 0 {
             return 0;
         }
-        let block = Block { first: self.emitted, seq, timestamp, text };
+        let start = self.appended;
+        self.appended += text.len() as u64;
+        let block = Block { first: self.emitted, seq, start, timestamp, text };
         let cost = block.cost();
         self.bytes += cost;
         self.emitted += count;
@@ -114,59 +130,97 @@ impl Tail {
         self.emitted
     }
 
-    /// Lines dropped so far.
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped
+    /// The index of the oldest line kept (the next one's when none is).
+    pub(crate) fn first(&self) -> u64 {
+        self.evicted
     }
 
-    /// Drops the oldest lines until the charge is at most `limit`; returns
-    /// the bytes freed.
-    pub(crate) fn trim_to(&mut self, limit: usize) -> usize {
+    /// The blocks whose first line has index `first` or more.
+    pub(crate) fn blocks_from(&self, first: u64) -> impl Iterator<Item = BlockRef<'_>> {
+        let at = self.blocks.partition_point(|b| b.first < first);
+        (at..self.blocks.len()).map(move |i| {
+            let block = &self.blocks[i];
+            let next = self.blocks.get(i + 1).map_or(self.emitted, |next| next.first);
+            BlockRef { first: block.first, seq: block.seq, text: &block.text, count: next - block.first }
+        })
+    }
+
+    /// Drops the oldest lines until the charge is at most `limit`, never a
+    /// line numbered `keep_from` or later; returns the bytes freed.
+    pub(crate) fn trim_to(&mut self, limit: usize, keep_from: u64) -> usize {
         let excess = self.bytes.saturating_sub(limit);
-        if excess == 0 { 0 } else { self.drop_oldest(excess) }
+        if excess == 0 { 0 } else { self.drop_oldest(excess, keep_from) }
     }
 
-    /// Drops the fewest oldest lines that free at least `want` bytes (all of
-    /// them if that is not enough); returns the bytes freed.
-    pub(crate) fn drop_oldest(&mut self, want: usize) -> usize {
+    /// Drops the fewest oldest lines that free at least `want` bytes (all
+    /// those before sequence number `keep_from` if that is not enough);
+    /// returns the bytes freed.
+    fn drop_oldest(&mut self, want: usize, keep_from: u64) -> usize {
         let mut freed = 0;
         while freed < want {
             let next_first = self.blocks.get(1).map_or(self.emitted, |next| next.first);
             let Some(front) = self.blocks.front_mut() else { break };
+            let lines = next_first - front.first;
+            let droppable = keep_from.saturating_sub(front.seq).min(lines);
+            if droppable == 0 {
+                break;
+            }
             let need = want - freed;
-            if front.cost() <= need {
-                let lines = next_first - front.first;
+            if droppable == lines && front.cost() <= need {
                 freed += front.cost();
-                self.dropped += lines;
+                self.evicted += lines;
                 self.blocks.pop_front();
                 continue;
             }
-            // Part of the block: the lines that free `need`, the rest copied
-            // into an allocation of its own (what dropping them really frees).
-            let mut cut = 0;
-            let mut lines = 0;
+            // Part of the block: the fewest lines that free `need`, the rest
+            // copied into an allocation of its own (what dropping them
+            // really frees).
+            let (mut cut, mut gone) = (0, 0);
             for nl in memchr_iter(b'\n', &front.text) {
-                cut = nl + 1;
-                lines += 1;
-                if cut >= need {
+                if gone == droppable || cut >= need {
                     break;
                 }
+                cut = nl + 1;
+                gone += 1;
             }
-            if cut == front.text.len() {
+            self.evicted += gone;
+            if gone == lines {
                 // Every line of it: the record goes too.
                 freed += front.cost();
-                self.dropped += lines;
                 self.blocks.pop_front();
                 continue;
             }
             front.text = front.text[cut..].into();
-            front.first += lines;
-            front.seq += lines;
+            front.first += gone;
+            front.seq += gone;
+            front.start += cut as u64;
             freed += cut;
-            self.dropped += lines;
+            if cut < need {
+                break; // the next line is kept for a consumer
+            }
         }
         self.bytes -= freed;
         freed
+    }
+
+    /// Bytes of text (with line ends) of the kept lines numbered `seq` or
+    /// later.
+    pub(crate) fn bytes_from(&self, seq: u64) -> u64 {
+        let Some(oldest) = self.blocks.front() else { return 0 };
+        let i = self.blocks.partition_point(|b| b.seq <= seq);
+        if i == 0 {
+            return self.appended - oldest.start;
+        }
+        let block = &self.blocks[i - 1];
+        let lines = self.blocks.get(i).map_or(self.emitted, |next| next.first) - block.first;
+        let skip = seq - block.seq;
+        // Line `skip` begins after the block's `skip`-th line end.
+        let offset = match skip {
+            0 => 0,
+            _ if skip >= lines => block.text.len(),
+            _ => memchr_iter(b'\n', &block.text).nth(skip as usize - 1).map_or(block.text.len(), |nl| nl + 1),
+        };
+        self.appended - block.start - offset as u64
     }
 
     /// The kept lines from the first whose stream index (or, with `by_seq`,
