@@ -30,7 +30,8 @@ pub use bindings::sandbox::process::types;
 pub use capability::{Limits, Policy, ProcessTable};
 pub use linker::{ProcessCapability, ProcessView, add_to_linker};
 pub use runtime::{
-    GUEST_WASM, GuestLimits, GuestRuntime, GuestSession, Reply, StreamPosition, StreamStep, VALIDATOR_WASM,
+    GUEST_WASM, GuestLimits, GuestRuntime, GuestSession, OutputPage, OutputPosition, Reply, StreamPosition, StreamStep,
+    VALIDATOR_WASM,
 };
 
 /// The wall clock in milliseconds since the Unix epoch: the timestamps of

@@ -13,11 +13,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use tokio::sync::mpsc;
 
-use super::routes::process_ref;
+use super::body::process_ref;
 use super::stream::body_from;
 use super::{AppState, guest_failure, reply_response};
-use sandbox_process::{GuestRuntime, OutputPage};
 use sandbox_process::types::OutputSelector;
+use sandbox_process::{GuestRuntime, OutputPage};
 
 /// `GET /processes/{ref}/{stdout,stderr,output}`.
 pub(super) async fn output(State(app): State<Arc<AppState>>, uri: OriginalUri, selector: OutputSelector) -> Response {
