@@ -206,6 +206,8 @@ class Chunk:
     lines: List[OutputLine]
     next_cursor: int
     dropped: int
+    #: Lines after these were captured already (the WIT's ``more``).
+    more: bool
     complete: bool
 
 
@@ -293,5 +295,6 @@ class Capture:
             lines=lines,
             next_cursor=next_cursor,
             dropped=sum(self.tails[n].dropped for n in names),
+            more=more,
             complete=self.exited and self.streams_done() and not more,
         )

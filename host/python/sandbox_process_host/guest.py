@@ -92,7 +92,8 @@ def lower_info(info: ProcessInfo) -> wc.Record:
 
 def lower_chunk(chunk: Chunk) -> wc.Record:
     lines = [record(stream=l.stream, line=l.line, timestamp=l.timestamp) for l in chunk.lines]
-    return record(lines=lines, next_cursor=chunk.next_cursor, dropped=chunk.dropped, complete=chunk.complete)
+    return record(lines=lines, next_cursor=chunk.next_cursor, dropped=chunk.dropped, more=chunk.more, complete=chunk.complete
+    )
 
 
 def lift_request(value: wc.Record) -> StartRequest:
