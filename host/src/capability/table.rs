@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::capture::budget::CaptureBudget;
 use super::capture::spill::SpillDir;
-use super::cgroup::Setup;
+use super::cgroup::TableContainment;
 use super::policy::{CheckedPolicy, Limits};
 use super::process::{End, Proc};
 use super::signal;
@@ -30,7 +30,7 @@ pub(crate) struct Inner {
     /// Process groups alone, or a cgroup per child too. Dropped after the
     /// drop below killed every group: its own drop kills and removes the
     /// table's cgroups.
-    pub(crate) containment: Setup,
+    pub(crate) containment: TableContainment,
     /// What every process's captured output may hold in memory together.
     pub(crate) capture_budget: Arc<CaptureBudget>,
     /// Where captured output spills, if it does, and what all spill files
@@ -70,7 +70,7 @@ impl Table {
 impl Inner {
     pub(crate) fn new(policy: CheckedPolicy, limits: Limits) -> Self {
         Inner {
-            containment: Setup::new(policy.policy.containment, !policy.policy.kill_on_host_death),
+            containment: TableContainment::new(policy.policy.containment, !policy.policy.kill_on_host_death),
             policy,
             born: Instant::now(),
             spawner: Spawner,

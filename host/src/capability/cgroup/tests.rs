@@ -97,11 +97,11 @@ fn start_times_are_read_past_a_tricky_command_name() {
 
 /// The cgroups this machine gives a table with the default (`auto`)
 /// choice, announced in the test output.
-fn setup() -> Setup {
-    let setup = Setup::new(Containment::Auto, false);
+fn setup() -> TableContainment {
+    let setup = TableContainment::new(Containment::Auto, false);
     match &setup {
-        Setup::Cgroups(c) => eprintln!("containment: cgroup v2 at {}", c.dir().display()),
-        Setup::Groups(why) => {
+        TableContainment::Cgroups(c) => eprintln!("containment: cgroup v2 at {}", c.dir().display()),
+        TableContainment::Groups(why) => {
             eprintln!("containment: process groups ({why})");
             // `.ci/run` sets it where the machine has a writable cgroup v2:
             // there the fallback branches of these tests must not run.
@@ -110,7 +110,7 @@ fn setup() -> Setup {
                 "SANDBOX_PROCESS_EXPECT_CGROUPS=1 but cgroups are not usable: {why}"
             );
         }
-        Setup::Refused(_) => unreachable!("auto never refuses"),
+        TableContainment::Refused(_) => unreachable!("auto never refuses"),
     }
     setup
 }

@@ -119,10 +119,10 @@ async fn signals_are_reported_and_waits_work_without_pidfds() {
 /// it executes anything. Both ways are exercised where cgroups are usable.
 #[tokio::test]
 async fn starts_inside_its_cgroup_both_ways() {
-    use crate::capability::cgroup::Setup;
+    use crate::capability::cgroup::TableContainment;
     use crate::capability::policy::Containment;
 
-    let setup = Setup::new(Containment::Auto, false);
+    let setup = TableContainment::new(Containment::Auto, false);
     let Some(cgroups) = setup.cgroups() else {
         eprintln!("no usable cgroup v2 on this machine ({}): only process groups to test", setup.describe());
         return;
