@@ -70,6 +70,8 @@ async fn working_dir_and_own_group() {
 #[tokio::test]
 async fn no_signal_is_blocked_or_ignored_from_the_host() {
     // An ignored signal in the host must not reach the child.
+    // SAFETY: SIG_IGN installs no handler; no test of this binary relies on
+    // SIGHUP.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     let grep = ["/usr/bin/grep", "/bin/grep"].into_iter().find(|p| Path::new(p).exists()).expect("grep");
     let (mut child, mut watch) = run(grep, &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], &[], "/").unwrap();
@@ -179,4 +181,38 @@ fn a_failed_step_keeps_its_errno() {
     assert_eq!(failure.errno, Some(libc::ENOENT));
     assert!(failure.error.to_string().starts_with("changing to its working directory"), "{}", failure.error);
     assert!(failure.limit_error("starting `true`").is_none());
+}
+
+/// The permissions (`rw-p`, `---p`...) of the mapping that holds `addr`.
+fn permissions_at(addr: usize) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .find_map(|line| {
+            let (range, rest) = line.split_once(' ')?;
+            let (start, end) = range.split_once('-')?;
+            let (start, end) = (usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?);
+            (start..end).contains(&addr).then(|| rest.split(' ').next().unwrap_or("").to_owned())
+        })
+        .unwrap_or_else(|| format!("nothing mapped at {addr:#x}"))
+}
+
+/// An overflow of the child's stack (which shares the host's memory) must
+/// fault on an inaccessible page, not write over the host's memory below.
+#[test]
+fn the_child_stack_has_a_guard_page_below_it_and_is_reused() {
+    let (top, (guard, guard_len)) = with_child_stack(|s| (s.top() as usize, s.guard())).unwrap();
+    let guard = guard as usize;
+    assert_eq!(permissions_at(guard), "---p");
+    assert_eq!(permissions_at(guard + guard_len - 1), "---p");
+    assert_eq!(permissions_at(guard + guard_len), "rw-p");
+    assert_eq!(permissions_at(top - 1), "rw-p");
+    assert_eq!(top % 16, 0, "the ABI wants a 16-byte aligned stack");
+    // A launch on this thread runs on the same stack, and leaves it there.
+    let mut child = start("/bin/true", &["true"], &[], "/").unwrap();
+    drop(child.stdin.take());
+    assert_eq!(with_child_stack(|s| s.top() as usize).unwrap(), top, "one stack per thread, reused");
+    // Reaped here: a blocking wait needs no runtime.
+    let pid = rustix::process::Pid::from_raw(child.pid).unwrap();
+    let (_, status) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()).unwrap().unwrap();
+    assert_eq!(status.exit_status(), Some(0));
 }
