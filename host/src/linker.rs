@@ -115,13 +115,13 @@ impl process::Host for ProcessView<'_> {
             .waiting(async move {
                 match holds {
                     Some(holds) => {
-                        let started = table.start_held(request).map(|(info, hold)| {
+                        let started = table.start_held(request).await.map(|(info, hold)| {
                             holds.push(hold);
                             info
                         });
                         (started, Some(holds))
                     }
-                    None => (table.start(request), None),
+                    None => (table.start(request).await, None),
                 }
             })
             .await;

@@ -12,7 +12,7 @@ async fn no_zombie_after_200_short_processes() {
     let mut pids = Vec::new();
     for i in 0..200 {
         let req = if i % 2 == 0 { request("true", &[]) } else { request("sh", &["-c", "echo x; exit 1"]) };
-        pids.push(t.start(req).unwrap().pid);
+        pids.push(t.start(req).await.unwrap().pid);
     }
     for pid in pids {
         ended(&t, pid).await;

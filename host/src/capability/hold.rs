@@ -61,9 +61,9 @@ impl std::fmt::Debug for Proc {
 impl ProcessTable {
     /// Starts a process as [`ProcessTable::start`] does, with its output
     /// held for one consumer from the first byte (see the module doc).
-    pub fn start_held(&self, req: StartRequest) -> Result<(ProcessInfo, OutputHold), ProcessError> {
+    pub async fn start_held(&self, req: StartRequest) -> Result<(ProcessInfo, OutputHold), ProcessError> {
         let window = HOLD_WINDOW.min(self.inner.limits.capture_bytes as u64);
-        let (info, proc) = self.start_process(req, Some(window))?;
+        let (info, proc) = self.start_process(req, Some(window)).await?;
         Ok((info, OutputHold { proc }))
     }
 }

@@ -75,6 +75,30 @@ const SHUTDOWN_REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait honoured; anything longer would overflow a deadline.
 const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// A live slot reserved for a start, given back (with the child's cgroup)
+/// unless the start [keeps](Reservation::keep) it.
+struct Reservation<'a> {
+    inner: &'a Inner,
+    cgroup: Option<Arc<cgroup::ChildCgroup>>,
+}
+
+impl Reservation<'_> {
+    /// The child started: the slot is its own now.
+    fn keep(self) -> Option<Arc<cgroup::ChildCgroup>> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        this.cgroup.take()
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let (Some(cgroups), Some(cgroup)) = (self.inner.containment.cgroups(), &self.cgroup) {
+            cgroups.discard(cgroup);
+        }
+        self.inner.unreserve();
+    }
+}
+
 /// The processes a host started, and the capability's operations on them.
 ///
 /// Cheap to clone: every clone is a handle to the same table. Processes are
@@ -109,14 +133,17 @@ impl ProcessTable {
     /// and starts capturing its output.
     ///
     /// Must be called within a tokio runtime (with I/O and time enabled):
-    /// the child's pipes and reaper live on it.
-    pub fn start(&self, req: StartRequest) -> Result<ProcessInfo, ProcessError> {
-        self.start_process(req, None).map(|(info, _)| info)
+    /// the child's pipes and reaper live on it. The spawn itself runs on
+    /// the host's spawner thread, which this awaits without holding a
+    /// worker. Dropping the future before it completes gives the slot back
+    /// and ends the child it was starting, if any.
+    pub async fn start(&self, req: StartRequest) -> Result<ProcessInfo, ProcessError> {
+        self.start_process(req, None).await.map(|(info, _)| info)
     }
 
     /// [`ProcessTable::start`], with the capture held for one consumer
     /// from the first byte when `hold_window` is set (see `hold`).
-    fn start_process(
+    async fn start_process(
         &self,
         req: StartRequest,
         hold_window: Option<u64>,
@@ -125,26 +152,20 @@ impl ProcessTable {
             .map_err(|_| ProcessError::Internal("starting a process needs a tokio runtime".to_owned()))?;
         let prepared = self.inner.policy.prepare(&req)?;
         let order = self.inner.reserve()?;
-        let (cgroup, cgroup_dir) = match self.inner.containment.child(order) {
-            Ok(Some((cgroup, dir))) => (Some(cgroup), Some(dir)),
-            Ok(None) => (None, None),
-            Err(e) => {
-                self.inner.unreserve();
-                return Err(e);
+        // Until the child is registered, a failed or given-up start gives
+        // its slot (and its cgroup) back.
+        let mut reservation = Reservation { inner: &self.inner, cgroup: None };
+        let cgroup_dir = match self.inner.containment.child(order)? {
+            Some((cgroup, dir)) => {
+                reservation.cgroup = Some(cgroup);
+                Some(dir)
             }
+            None => None,
         };
         let kill_on_host_death = self.inner.policy.policy.kill_on_host_death;
         let mut child =
-            match spawn::spawn(&self.inner.spawner, &handle, &prepared, &req, kill_on_host_death, cgroup_dir) {
-                Ok(child) => child,
-                Err(e) => {
-                    if let (Some(cgroups), Some(cgroup)) = (self.inner.containment.cgroups(), &cgroup) {
-                        cgroups.discard(cgroup);
-                    }
-                    self.inner.unreserve();
-                    return Err(e);
-                }
-            };
+            spawn::spawn(&self.inner.spawner, &handle, &prepared, &req, kill_on_host_death, cgroup_dir).await?;
+        let cgroup = reservation.keep();
         let pid = child.pid;
         let spill = self.inner.spill_dir.as_ref().map(|dir| SpillConfig {
             dir: dir.clone(),

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, Weak, mpsc};
 
 use tokio::net::unix::pipe;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use super::Inner;
 use super::exhaustion::OsFailure;
@@ -38,6 +39,7 @@ use super::launch::{self, Launch};
 use super::policy::Prepared;
 use super::process::{End, Proc};
 use super::reap::ExitWatch;
+use super::signal;
 use crate::types::{OutputMode, OutputStream, ProcessError, StartRequest, StdinMode};
 
 /// The most a pump reads at once: a flood is read in large chunks, with
@@ -61,12 +63,20 @@ static JOBS: Mutex<Option<mpsc::Sender<Job>>> = Mutex::new(None);
 pub(crate) struct Spawner;
 
 impl Spawner {
-    /// Runs `job` on the spawner thread and returns its result.
-    fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, ProcessError> {
+    /// Runs `job` on the spawner thread and awaits its result. Should the
+    /// caller stop waiting, the result goes to `unclaimed` instead (on the
+    /// spawner thread), so that nothing it holds is lost unseen.
+    async fn run<T: Send + 'static>(
+        &self,
+        unclaimed: impl FnOnce(T) + Send + 'static,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ProcessError> {
         let internal = |what: &str| ProcessError::Internal(format!("spawner thread: {what}"));
-        let (reply, result) = mpsc::sync_channel(1);
+        let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = reply.send(job());
+            if let Err(value) = reply.send(job()) {
+                unclaimed(value);
+            }
         });
         {
             let mut jobs = JOBS.lock().unwrap_or_else(|e| e.into_inner());
@@ -89,9 +99,9 @@ impl Spawner {
             let tx = jobs.as_ref().expect("just set");
             tx.send(job).map_err(|_| internal("gone"))?;
         }
-        // A short block: the clone and the child's way to exec, which a
-        // spawn on this thread would cost anyway.
-        result.recv().map_err(|_| internal("failed"))
+        // The clone and the child's way to exec take the spawner thread,
+        // not this task's worker.
+        result.await.map_err(|_| internal("failed"))
     }
 }
 
@@ -116,7 +126,7 @@ fn stdio(mode: OutputMode) -> launch::Stdio {
 /// pipes and its exit with `handle`'s runtime: its own process group, a
 /// clean environment, the requested stdio, argv[0] as requested; moved into
 /// the cgroup whose directory is open as `cgroup`, if any.
-pub(crate) fn spawn(
+pub(crate) async fn spawn(
     spawner: &Spawner,
     handle: &Handle,
     prepared: &Prepared,
@@ -137,7 +147,7 @@ pub(crate) fn spawn(
         stdio(req.stderr_mode),
     );
     let handle = handle.clone();
-    let spawned = spawner.run(move || {
+    let spawning = spawner.run(end_unclaimed, move || {
         let _runtime = handle.enter();
         let spare = launch::spare_descriptor()?;
         let launched = launch::launch(&Launch {
@@ -168,8 +178,17 @@ pub(crate) fn spawn(
             })
         };
         adopt().inspect_err(|_| abandon(pid))
-    })?;
+    });
+    let spawned = spawning.await?;
     spawned.map_err(|e| start_error(&req.command, &prepared.program, e))
+}
+
+/// A child whose start was given up while it started (its caller stopped
+/// waiting): ended at once; its dropped watch hands it on to be reaped.
+fn end_unclaimed(spawned: Result<Child, OsFailure>) {
+    if let Ok(child) = spawned {
+        signal::kill_group(child.pid);
+    }
 }
 
 /// Ends and reaps a child the host could not take charge of (out of file

@@ -103,7 +103,11 @@ impl Capability for Native<'_> {
             stdout_mode: output_mode(r.stdout_mode),
             stderr_mode: output_mode(r.stderr_mode),
         };
-        self.0.start(request).map(info).map_err(error)
+        // The guest's capability is synchronous and the table's start is
+        // not: wait for it in place, as the worker waited before the start
+        // became async (a multi-threaded runtime lends the thread).
+        let started = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(self.0.start(request)));
+        started.map(info).map_err(error)
     }
 
     fn get(&self, pid: Pid) -> Result<guest::ProcessInfo, guest::ProcessError> {

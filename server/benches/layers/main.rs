@@ -147,7 +147,7 @@ fn profile(what: &str, seconds: u64) {
                         table.wait(pid_in(&reply.body), Duration::from_secs(10)).await.unwrap();
                     }
                     "start-capability" => {
-                        let pid = table.start(true_request()).unwrap().pid;
+                        let pid = table.start(true_request()).await.unwrap().pid;
                         table.wait(pid, Duration::from_secs(10)).await.unwrap();
                     }
                     other => panic!("nothing to profile called {other}"),
@@ -229,15 +229,15 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
                 }
                 1 => native_like_capability(false),
                 2 => {
-                    let pid = table.start(true_request()).unwrap().pid;
+                    let pid = table.start(true_request()).await.unwrap().pid;
                     table.wait(pid, wait).await.unwrap();
                 }
                 3 => {
-                    let pid = spawn_table.start(true_request()).unwrap().pid;
+                    let pid = spawn_table.start(true_request()).await.unwrap().pid;
                     spawn_table.wait(pid, wait).await.unwrap();
                 }
                 6 => {
-                    let pid = group_table.start(true_request()).unwrap().pid;
+                    let pid = group_table.start(true_request()).await.unwrap().pid;
                     group_table.wait(pid, wait).await.unwrap();
                 }
                 4 => {
@@ -275,7 +275,7 @@ async fn spawn_layers(cfg: &Config, report: &mut Report) {
     for _ in 0..cfg.n(20) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t = Instant::now();
-        let pid = table.start(true_request()).unwrap().pid;
+        let pid = table.start(true_request()).await.unwrap().pid;
         table.wait(pid, wait).await.unwrap();
         idle.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -325,7 +325,7 @@ async fn pool_size_effect(cfg: &Config, report: &mut Report) {
             mappings[i] = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
             for _ in 0..per {
                 let t = Instant::now();
-                let pid = table.start(true_request()).unwrap().pid;
+                let pid = table.start(true_request()).await.unwrap().pid;
                 table.wait(pid, Duration::from_secs(10)).await.unwrap();
                 if round > 0 {
                     samples[i].push(t.elapsed());

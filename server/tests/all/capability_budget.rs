@@ -42,15 +42,15 @@ async fn ended_output_is_reclaimed_first_then_the_largest_running_streams() {
     let seq_then_sleep = ["-c", "seq 1 100000; exec sleep 100"];
 
     // A ends with about 614 KB kept: under the budget, nothing dropped.
-    let a = t.start(request("seq", &["1", "100000"])).unwrap().pid;
+    let a = t.start(request("seq", &["1", "100000"])).await.unwrap().pid;
     ended(&t, a).await;
     let (lines, _) = read_all(&t, a, OutputSelector::Stdout).await;
     assert_eq!(lines.len() as u64, LINES);
-    let small = t.start(request("sh", &["-c", "echo small; exec sleep 100"])).unwrap().pid;
+    let small = t.start(request("sh", &["-c", "echo small; exec sleep 100"])).await.unwrap().pid;
 
     // B writes as much while running: together over 1 MiB. A's output goes,
     // all of it, and B keeps every line.
-    let b = t.start(request("sh", &seq_then_sleep)).unwrap().pid;
+    let b = t.start(request("sh", &seq_then_sleep)).await.unwrap().pid;
     wrote_all(&t, b).await;
     let a_now = stdout(&t, a).await;
     assert!(a_now.lines.is_empty() && a_now.complete, "the ended process's output is reclaimed first");
@@ -59,7 +59,7 @@ async fn ended_output_is_reclaimed_first_then_the_largest_running_streams() {
 
     // C too: no ended output is left, so the largest running stream (B's,
     // as C starts) loses its oldest lines; the small one none.
-    let c = t.start(request("sh", &seq_then_sleep)).unwrap().pid;
+    let c = t.start(request("sh", &seq_then_sleep)).await.unwrap().pid;
     wrote_all(&t, c).await;
     let b_now = stdout(&t, b).await;
     assert!(b_now.dropped > 0, "the largest running stream was not cut");
@@ -81,13 +81,13 @@ async fn ended_output_is_reclaimed_first_then_the_largest_running_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_process_gives_its_output_memory_back() {
     let t = ProcessTable::new(policy(), Limits { max_retained_exited: 1, ..Limits::default() });
-    let a = t.start(request("seq", &["1", "10000"])).unwrap().pid;
+    let a = t.start(request("seq", &["1", "10000"])).await.unwrap().pid;
     ended(&t, a).await;
     read_all(&t, a, OutputSelector::Stdout).await;
     let held = t.capture_memory().0;
     assert!(held >= 48_894, "10,000 lines of seq take 48,894 bytes, {held} charged");
     // Another ends: A is forgotten, and what it held with it.
-    let b = t.start(request("true", &[])).unwrap().pid;
+    let b = t.start(request("true", &[])).await.unwrap().pid;
     ended(&t, b).await;
     assert!(eventually(|| t.capture_memory().0 == 0).await, "{} bytes still charged", t.capture_memory().0);
 }

@@ -95,7 +95,7 @@ async fn kill_ends_a_descendant_that_left_the_process_group() {
     let t = table();
     let mode = announce(&t);
     let script = format!("{DETACHED} & exec sleep 300");
-    let p = t.start(request("sh", &["-c", &script])).unwrap();
+    let p = t.start(request("sh", &["-c", &script])).await.unwrap();
     let detached = first_line_pid(&t, p.pid).await;
     let (group, session) = detached.group_and_session();
     assert_ne!(group, p.pid, "it left the group");
@@ -130,7 +130,7 @@ async fn kill_ends_a_descendant_that_left_the_process_group() {
 async fn kill_of_an_exited_process_ends_the_daemon_it_left() {
     let t = table();
     let mode = announce(&t);
-    let p = t.start(request("sh", &["-c", DAEMON])).unwrap();
+    let p = t.start(request("sh", &["-c", DAEMON])).await.unwrap();
     // The leader exits at once and the daemon closed its output, so the
     // output completes with the daemon still running.
     let (lines, chunk) = read_all(&t, p.pid, OutputSelector::Stdout).await;
@@ -164,11 +164,11 @@ async fn shutdown_ends_everything_and_leaves_no_cgroup() {
     let t = table();
     let mode = announce(&t);
     let dir = t.cgroup_dir().map(Path::to_owned);
-    let detaching = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).unwrap();
+    let detaching = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).await.unwrap();
     let detached = first_line_pid(&t, detaching.pid).await;
-    let daemonizing = t.start(request("sh", &["-c", DAEMON])).unwrap();
+    let daemonizing = t.start(request("sh", &["-c", DAEMON])).await.unwrap();
     let daemon = first_line_pid(&t, daemonizing.pid).await;
-    let plain = t.start(request("sleep", &["300"])).unwrap();
+    let plain = t.start(request("sleep", &["300"])).await.unwrap();
     let plain = Known::new(plain.pid);
     if let Some(dir) = &dir {
         assert_eq!(subdirs(dir).len(), 3, "a cgroup per process");
@@ -200,7 +200,7 @@ async fn dropping_the_table_ends_everything_and_leaves_no_cgroup() {
     let t = table();
     let mode = announce(&t);
     let dir = t.cgroup_dir().map(Path::to_owned);
-    let p = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).unwrap();
+    let p = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).await.unwrap();
     let detached = first_line_pid(&t, p.pid).await;
     let leader = Known::new(p.pid);
     drop(t);
@@ -223,7 +223,7 @@ async fn each_child_runs_in_a_cgroup_of_its_own() {
     let t = table();
     let Some(dir) = t.cgroup_dir().map(Path::to_owned) else {
         assert_eq!(announce(&t), Containment::ProcessGroup);
-        let p = t.start(request("sleep", &["300"])).unwrap();
+        let p = t.start(request("sleep", &["300"])).await.unwrap();
         let own = fs::read_to_string("/proc/self/cgroup").unwrap();
         let child = fs::read_to_string(format!("/proc/{}/cgroup", p.pid)).unwrap();
         assert_eq!(child, own, "without cgroups a child stays in ours");
@@ -231,8 +231,8 @@ async fn each_child_runs_in_a_cgroup_of_its_own() {
         return;
     };
     assert_eq!(announce(&t), Containment::Cgroup);
-    let a = t.start(request("sleep", &["300"])).unwrap();
-    let b = t.start(request("sleep", &["300"])).unwrap();
+    let a = t.start(request("sleep", &["300"])).await.unwrap();
+    let b = t.start(request("sleep", &["300"])).await.unwrap();
     let cgroup_of = |pid: u32| {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_owned();
@@ -264,7 +264,7 @@ async fn process_groups_alone_miss_a_detached_descendant() {
     let t = table_with(Containment::ProcessGroup);
     assert_eq!(announce(&t), Containment::ProcessGroup);
     assert!(t.cgroup_dir().is_none());
-    let p = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).unwrap();
+    let p = t.start(request("sh", &["-c", &format!("{DETACHED} & exec sleep 300")])).await.unwrap();
     let detached = first_line_pid(&t, p.pid).await;
     t.kill(p.pid).unwrap();
     assert_eq!(ended(&t, p.pid).await.signal, Some(libc::SIGKILL));
@@ -283,7 +283,7 @@ async fn required_cgroups_contain_or_refuse_every_start() {
     let available = announce(&table()) == Containment::Cgroup;
     let t = table_with(Containment::Cgroup);
     assert_eq!(t.containment(), Containment::Cgroup);
-    let started = t.start(request("true", &[]));
+    let started = t.start(request("true", &[])).await;
     if available {
         eprintln!("cgroups available: a required cgroup contains the child");
         let p = started.unwrap();

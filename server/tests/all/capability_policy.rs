@@ -36,8 +36,8 @@ impl Drop for Tree {
     }
 }
 
-fn start_err(t: &ProcessTable, req: StartRequest) -> ProcessError {
-    match t.start(req) {
+async fn start_err(t: &ProcessTable, req: StartRequest) -> ProcessError {
+    match t.start(req).await {
         Ok(info) => panic!("started {info:?}"),
         Err(e) => e,
     }
@@ -46,7 +46,7 @@ fn start_err(t: &ProcessTable, req: StartRequest) -> ProcessError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_command_fails_to_spawn_with_a_clear_message() {
     let t = table();
-    match start_err(&t, request("no-such-command-xyz", &[])) {
+    match start_err(&t, request("no-such-command-xyz", &[])).await {
         ProcessError::SpawnFailed(msg) => {
             // The child's PATH by default is the server's own.
             let path = std::env::var("PATH").unwrap();
@@ -54,7 +54,7 @@ async fn a_missing_command_fails_to_spawn_with_a_clear_message() {
         }
         other => panic!("{other:?}"),
     }
-    match start_err(&t, request("/no/such/bin", &[])) {
+    match start_err(&t, request("/no/such/bin", &[])).await {
         ProcessError::SpawnFailed(msg) => {
             assert_eq!(msg, "command `/no/such/bin`: No such file or directory (os error 2)")
         }
@@ -68,7 +68,7 @@ async fn a_missing_command_fails_to_spawn_with_a_clear_message() {
 async fn a_missing_working_dir_fails_to_spawn_with_a_clear_message() {
     let t = table();
     let req = StartRequest { working_dir: Some("/nope".into()), ..request("true", &[]) };
-    match start_err(&t, req) {
+    match start_err(&t, req).await {
         ProcessError::SpawnFailed(msg) => {
             assert_eq!(msg, "working_dir `/nope`: No such file or directory (os error 2)")
         }
@@ -82,7 +82,7 @@ async fn the_path_searched_is_the_childs() {
     let mut req = request("sh", &["-c", "echo ok"]);
     req.env = vec![EnvVar { name: "PATH".into(), value: "/nonexistent".into() }];
     assert!(
-        matches!(start_err(&t, req), ProcessError::SpawnFailed(m) if m.contains("not found on PATH (/nonexistent)"))
+        matches!(start_err(&t, req).await, ProcessError::SpawnFailed(m) if m.contains("not found on PATH (/nonexistent)"))
     );
 }
 
@@ -92,7 +92,7 @@ async fn relative_working_dirs_start_from_the_default() {
     let t =
         ProcessTable::new(Policy { default_working_dir: tree.root.clone(), ..Policy::default() }, Limits::default());
     let req = StartRequest { working_dir: Some("sub".into()), ..request("pwd", &[]) };
-    let p = t.start(req).unwrap();
+    let p = t.start(req).await.unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     assert_eq!(texts(&lines), [tree.root.join("sub").to_str().unwrap()]);
 }
@@ -109,7 +109,7 @@ async fn working_dirs_outside_the_root_are_denied() {
     let outside = tree.base.join("outside");
     for dir in ["..", "sub/../..", "escape", "/tmp", outside.to_str().unwrap()] {
         let req = StartRequest { working_dir: Some(dir.into()), ..request("true", &[]) };
-        match start_err(&t, req) {
+        match start_err(&t, req).await {
             ProcessError::Denied(msg) => {
                 assert!(msg.starts_with(&format!("working_dir `{dir}`")), "{msg}")
             }
@@ -117,7 +117,7 @@ async fn working_dirs_outside_the_root_are_denied() {
         }
     }
     let inside = StartRequest { working_dir: Some("sub/../sub".into()), ..request("true", &[]) };
-    let p = t.start(inside).unwrap();
+    let p = t.start(inside).await.unwrap();
     assert_eq!(ended(&t, p.pid).await.exit_code, Some(0));
 }
 
@@ -127,11 +127,11 @@ async fn only_allowed_commands_run() {
     let policy = Policy { allowed_commands: Some(vec![PathBuf::from("/bin/sh")]), ..policy() };
     let t = ProcessTable::new(policy, Limits::default());
     // Allowed by any name that resolves to the same file.
-    let p = t.start(request("sh", &["-c", "exit 3"])).unwrap();
+    let p = t.start(request("sh", &["-c", "exit 3"])).await.unwrap();
     assert_eq!(ended(&t, p.pid).await.exit_code, Some(3));
-    let p = t.start(request(sh.to_str().unwrap(), &["-c", "true"])).unwrap();
+    let p = t.start(request(sh.to_str().unwrap(), &["-c", "true"])).await.unwrap();
     ended(&t, p.pid).await;
-    match start_err(&t, request("echo", &["hi"])) {
+    match start_err(&t, request("echo", &["hi"])).await {
         ProcessError::Denied(msg) => assert!(msg.starts_with("command `echo`"), "{msg}"),
         other => panic!("{other:?}"),
     }
@@ -139,7 +139,7 @@ async fn only_allowed_commands_run() {
     let tree = Tree::new("allow");
     symlink("/bin/echo", tree.base.join("sh")).unwrap();
     let req = StartRequest { working_dir: Some(tree.base.to_str().unwrap().into()), ..request("./sh", &[]) };
-    assert!(matches!(start_err(&t, req), ProcessError::Denied(_)));
+    assert!(matches!(start_err(&t, req).await, ProcessError::Denied(_)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +148,7 @@ async fn forbidden_env_is_denied() {
     let t = ProcessTable::new(policy, Limits::default());
     let mut req = request("true", &[]);
     req.env = vec![EnvVar { name: "LD_PRELOAD".into(), value: "/tmp/evil.so".into() }];
-    match start_err(&t, req) {
+    match start_err(&t, req).await {
         ProcessError::Denied(msg) => assert_eq!(msg, "env `LD_PRELOAD` is forbidden by policy"),
         other => panic!("{other:?}"),
     }
@@ -159,7 +159,7 @@ async fn forbidden_env_is_denied() {
 async fn without_kill_on_host_death_children_start_the_same() {
     let policy = Policy { kill_on_host_death: false, ..policy() };
     let t = ProcessTable::new(policy, Limits::default());
-    let p = t.start(request("sh", &["-c", "echo $$"])).unwrap();
+    let p = t.start(request("sh", &["-c", "echo $$"])).await.unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     assert_eq!(texts(&lines), [p.pid.to_string()]);
 }
@@ -174,7 +174,7 @@ async fn a_child_outlives_the_short_lived_thread_that_started_it() {
         let t = t.clone();
         std::thread::spawn(move || {
             let _runtime = handle.enter();
-            t.start(request("sleep", &["100"])).unwrap()
+            handle.block_on(t.start(request("sleep", &["100"]))).unwrap()
         })
     };
     let p = caller.join().unwrap();

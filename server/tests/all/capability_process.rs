@@ -13,7 +13,7 @@ use sandbox_process::types::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_is_captured_with_timestamps() {
     let t = table();
-    let started = t.start(request("echo", &["hello", "world"])).unwrap();
+    let started = t.start(request("echo", &["hello", "world"])).await.unwrap();
     assert_eq!(started.command, "echo");
     assert_eq!(started.args, ["hello", "world"]);
     assert!(!started.stdin_writable);
@@ -40,7 +40,7 @@ async fn stdout_and_stderr_are_told_apart_and_merged_in_arrival_order() {
     // on stdin before each write, and we send it once the previous write
     // has arrived.
     let script = "echo out1; read a; echo err1 >&2; read b; echo out2";
-    let p = t.start(piped("sh", &["-c", script])).unwrap();
+    let p = t.start(piped("sh", &["-c", script])).await.unwrap();
     let mut cursor = 0;
     for expected in ["out1", "err1"] {
         let chunk = t.read_output(p.pid, OutputSelector::Merged, cursor, 10, BOUND).await.unwrap();
@@ -61,7 +61,7 @@ async fn stdout_and_stderr_are_told_apart_and_merged_in_arrival_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cat_returns_what_was_written_to_stdin() {
     let t = table();
-    let p = t.start(piped("cat", &[])).unwrap();
+    let p = t.start(piped("cat", &[])).await.unwrap();
     assert!(p.stdin_writable);
     t.write_stdin(p.pid, b"first\nsec".to_vec()).await.unwrap();
     t.write_stdin(p.pid, b"ond\n\xffpartial".to_vec()).await.unwrap();
@@ -82,7 +82,7 @@ async fn cat_returns_what_was_written_to_stdin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_of_a_closed_stdin_process_is_not_writable() {
     let t = table();
-    let p = t.start(request("sleep", &["100"])).unwrap();
+    let p = t.start(request("sleep", &["100"])).await.unwrap();
     let not_a_pipe = |r: &Result<(), ProcessError>| matches!(r, Err(ProcessError::StdinNotWritable(StdinRefusal { pid, state: StdinState::NotAPipe })) if *pid == p.pid);
     let written = t.write_stdin(p.pid, b"x".to_vec()).await;
     assert!(not_a_pipe(&written), "{written:?}");
@@ -95,7 +95,7 @@ async fn stdin_of_a_closed_stdin_process_is_not_writable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_closed_its_stdin_makes_writes_fail_cleanly() {
     let t = table();
-    let p = t.start(piped("sh", &["-c", "exec 0<&-; echo closed; exec sleep 100"])).unwrap();
+    let p = t.start(piped("sh", &["-c", "exec 0<&-; echo closed; exec sleep 100"])).await.unwrap();
     let first = t.read_output(p.pid, OutputSelector::Stdout, 0, 1, BOUND).await.unwrap();
     assert_eq!(texts(&first.lines), ["closed"]);
     // The child's end is closed now: the write breaks the pipe.
@@ -113,7 +113,7 @@ async fn a_stdin_write_the_child_never_reads_times_out_and_close_still_works() {
     let limits =
         sandbox_process::capability::Limits { stdin_write_timeout: Duration::from_millis(200), ..Default::default() };
     let t = sandbox_process::capability::ProcessTable::new(policy(), limits);
-    let p = t.start(piped("sleep", &["100"])).unwrap();
+    let p = t.start(piped("sleep", &["100"])).await.unwrap();
     // Far more than a pipe buffer holds.
     match t.write_stdin(p.pid, vec![b'x'; 4 << 20]).await {
         Err(ProcessError::LimitExceeded(msg)) => {
@@ -130,7 +130,7 @@ async fn a_stdin_write_the_child_never_reads_times_out_and_close_still_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_stdin_ends_a_blocked_write() {
     let t = table();
-    let p = t.start(piped("sleep", &["100"])).unwrap();
+    let p = t.start(piped("sleep", &["100"])).await.unwrap();
     let writer = {
         let t = t.clone();
         tokio::spawn(async move { t.write_stdin(p.pid, vec![b'x'; 4 << 20]).await })
@@ -149,7 +149,7 @@ async fn close_stdin_ends_a_blocked_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_sleep_as_signaled() {
     let t = table();
-    let p = t.start(request("sleep", &["100"])).unwrap();
+    let p = t.start(request("sleep", &["100"])).await.unwrap();
     t.signal(p.pid, libc::SIGTERM).unwrap();
     let info = ended(&t, p.pid).await;
     assert_eq!(info.status, ProcessStatus::Signaled);
@@ -162,7 +162,7 @@ async fn sigterm_ends_sleep_as_signaled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signals_and_unknown_pids_are_refused() {
     let t = table();
-    let p = t.start(request("sleep", &["100"])).unwrap();
+    let p = t.start(request("sleep", &["100"])).await.unwrap();
     for bad in [0, -9, 65] {
         assert!(matches!(t.signal(p.pid, bad), Err(ProcessError::InvalidSignal(s)) if s == bad));
     }
@@ -182,7 +182,7 @@ async fn bad_signals_and_unknown_pids_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_ends_every_member_of_the_group() {
     let t = table();
-    let p = t.start(request("sh", &["-c", "sleep 100 & sleep 100"])).unwrap();
+    let p = t.start(request("sh", &["-c", "sleep 100 & sleep 100"])).await.unwrap();
     let sleeps = || live_members(p.pid).iter().filter(|m| m.comm == "sleep").count();
     assert!(eventually(|| sleeps() == 2).await, "both sleeps started: {:?}", live_members(p.pid));
     t.kill(p.pid).unwrap();
@@ -196,7 +196,7 @@ async fn kill_after_exit_still_ends_stray_members() {
     let t = table();
     // The leader exits at once; its background child stays in the group and
     // holds stdout open, so the output is not complete.
-    let p = t.start(request("sh", &["-c", "sleep 100 &"])).unwrap();
+    let p = t.start(request("sh", &["-c", "sleep 100 &"])).await.unwrap();
     let info = ended(&t, p.pid).await;
     assert_eq!(info.exit_code, Some(0));
     assert!(!t.read_output(p.pid, OutputSelector::Merged, 0, 10, Duration::ZERO).await.unwrap().complete);
@@ -210,11 +210,11 @@ async fn kill_after_exit_still_ends_stray_members() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_returns_exit_information() {
     let t = table();
-    let p = t.start(request("sh", &["-c", "exit 7"])).unwrap();
+    let p = t.start(request("sh", &["-c", "exit 7"])).await.unwrap();
     let info = ended(&t, p.pid).await;
     assert_eq!((info.status, info.exit_code, info.signal), (ProcessStatus::Exited, Some(7), None));
     assert!(info.ended_at.is_some());
-    let s = t.start(request("sleep", &["100"])).unwrap();
+    let s = t.start(request("sleep", &["100"])).await.unwrap();
     let info = t.wait(s.pid, Duration::ZERO).await.unwrap();
     assert_eq!((info.status, info.ended_at), (ProcessStatus::Running, None));
     let info = t.wait(s.pid, Duration::from_millis(50)).await.unwrap();
@@ -226,7 +226,7 @@ async fn wait_returns_exit_information() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_read_wakes_when_a_line_arrives() {
     let t = table();
-    let p = t.start(piped("sh", &["-c", "read x; echo got $x; read y"])).unwrap();
+    let p = t.start(piped("sh", &["-c", "read x; echo got $x; read y"])).await.unwrap();
     let reader = {
         let t = t.clone();
         tokio::spawn(async move { t.read_output(p.pid, OutputSelector::Merged, 0, 10, BOUND).await })
@@ -251,7 +251,7 @@ async fn discarded_streams_capture_nothing_and_complete() {
     let t = table();
     let mut req = request("sh", &["-c", "echo out; echo err >&2"]);
     req.stdout_mode = OutputMode::Discard;
-    let p = t.start(req).unwrap();
+    let p = t.start(req).await.unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Merged).await;
     assert_eq!(texts(&lines), ["err"]);
 }
@@ -261,7 +261,7 @@ async fn the_child_gets_exactly_the_policy_and_request_environment() {
     let t = table();
     let mut req = request("env", &[]);
     req.env = vec![EnvVar { name: "FOO".into(), value: "bar baz".into() }];
-    let p = t.start(req).unwrap();
+    let p = t.start(req).await.unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     let env = texts(&lines);
     // The default base (the user's variables, PATH, LANG) and the request's.
@@ -277,7 +277,7 @@ async fn the_child_gets_exactly_the_policy_and_request_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argv0_is_the_requested_command() {
     let t = table();
-    let p = t.start(request("cat", &["/proc/self/cmdline"])).unwrap();
+    let p = t.start(request("cat", &["/proc/self/cmdline"])).await.unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Stdout).await;
     assert_eq!(texts(&lines), ["cat\0/proc/self/cmdline\0"]);
 }
@@ -285,8 +285,8 @@ async fn argv0_is_the_requested_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_is_in_start_order_and_summary_counts() {
     let t = table();
-    let a = t.start(request("sleep", &["100"])).unwrap();
-    let b = t.start(request("true", &[])).unwrap();
+    let a = t.start(request("sleep", &["100"])).await.unwrap();
+    let b = t.start(request("true", &[])).await.unwrap();
     ended(&t, b.pid).await;
     let listed: Vec<u32> = t.list().iter().map(|p| p.pid).collect();
     assert_eq!(listed, [a.pid, b.pid]);
@@ -304,7 +304,7 @@ async fn works_on_a_current_thread_runtime() {
     // `start` blocks briefly on the spawner thread, which must not need this
     // runtime's thread to make progress.
     let t = table();
-    let p = t.start(piped("cat", &[])).unwrap();
+    let p = t.start(piped("cat", &[])).await.unwrap();
     t.write_stdin(p.pid, b"a\nb\n".to_vec()).await.unwrap();
     t.close_stdin(p.pid).unwrap();
     let (lines, _) = read_all(&t, p.pid, OutputSelector::Merged).await;

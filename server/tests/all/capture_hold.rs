@@ -50,7 +50,7 @@ async fn a_held_process_loses_no_line_under_a_small_cap() {
     // 64 KiB per stream: without the hold, all but the last 800 lines of
     // each stream would be dropped before a reader got to them.
     let t = ProcessTable::new(policy(), Limits { capture_bytes: 64 << 10, ..Limits::default() });
-    let (info, hold) = t.start_held(request("sh", &["-c", BOTH_STREAMS])).unwrap();
+    let (info, hold) = t.start_held(request("sh", &["-c", BOTH_STREAMS])).await.unwrap();
     let mut lines = Vec::new();
     let mut cursor = 0;
     loop {
@@ -76,7 +76,7 @@ async fn a_held_process_blocks_while_its_consumer_reads_nothing_and_goes_on_once
     // In memory only, so that once released it drops lines within seconds
     // (a spill file would keep 64 MiB first).
     let t = ProcessTable::new(policy(), Limits { capture_dir: None, ..Limits::default() });
-    let (info, hold) = t.start_held(request("seq", &["1", "100000000"])).unwrap();
+    let (info, hold) = t.start_held(request("seq", &["1", "100000000"])).await.unwrap();
     let pid = info.pid;
     // Nobody reads: the child writes the window (1 MiB) and a pipe's worth,
     // then blocks on its full pipe.

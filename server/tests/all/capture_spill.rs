@@ -152,13 +152,13 @@ async fn the_disk_budget_reclaims_ended_files_first_then_the_largest_running_one
     let t = ProcessTable::new(policy(), limits);
     let read = |pid| t.read_output(pid, OutputSelector::Stdout, 0, u32::MAX, Duration::ZERO);
     // A ends with 600 KB on disk: all of it readable.
-    let a = t.start(request("seq", &["1", "100000"])).unwrap().pid;
+    let a = t.start(request("seq", &["1", "100000"])).await.unwrap().pid;
     ended(&t, a).await;
     read_all(&t, a, OutputSelector::Stdout).await;
     assert_eq!(read(a).await.unwrap().dropped, 0);
     // B writes as much while running: A's file is reclaimed, B's kept.
     let seq_then_sleep = ["-c", "seq 1 100000; exec sleep 100"];
-    let b = t.start(request("sh", &seq_then_sleep)).unwrap().pid;
+    let b = t.start(request("sh", &seq_then_sleep)).await.unwrap().pid;
     let last = t.read_output(b, OutputSelector::Stdout, 99_999, 1, BOUND).await.unwrap();
     assert_eq!(texts(&last.lines), ["100000"]);
     let a_now = read(a).await.unwrap();
@@ -166,7 +166,7 @@ async fn the_disk_budget_reclaims_ended_files_first_then_the_largest_running_one
     assert_eq!(a_now.dropped + a_now.lines.len() as u64, 100_000, "memory's newest lines stay");
     assert_eq!(read(b).await.unwrap().dropped, 0);
     // C too: then the largest running file (B's) loses its oldest lines.
-    let c = t.start(request("sh", &seq_then_sleep)).unwrap().pid;
+    let c = t.start(request("sh", &seq_then_sleep)).await.unwrap().pid;
     let last = t.read_output(c, OutputSelector::Stdout, 99_999, 1, BOUND).await.unwrap();
     assert_eq!(texts(&last.lines), ["100000"]);
     let b_now = read(b).await.unwrap();

@@ -526,7 +526,7 @@ async fn a_child_that_exits_at_once_is_still_reported_as_started() {
             stdout_mode: OutputMode::Capture,
             stderr_mode: OutputMode::Capture,
         };
-        let info = table.start(request).unwrap();
+        let info = table.start(request).await.unwrap();
         let pid = info.pid;
         if info.status != ProcessStatus::Running || !info.stdin_writable || info.exit_code.is_some() {
             wrong.push(info);
