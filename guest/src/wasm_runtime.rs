@@ -25,6 +25,8 @@ unsafe extern "C" {
 // requested size and alignment (or null), and frees what it returned.
 unsafe impl GlobalAlloc for LibcMalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: malloc and aligned_alloc take any size; `layout.align()`
+        // is a power of two, as aligned_alloc needs.
         unsafe {
             if layout.align() <= MALLOC_ALIGN {
                 malloc(layout.size())
@@ -35,10 +37,15 @@ unsafe impl GlobalAlloc for LibcMalloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _: Layout) {
+        // SAFETY: `ptr` came from `alloc` or `realloc` (GlobalAlloc's
+        // contract), so from this C allocator.
         unsafe { free(ptr) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` is a live block of `layout` from this allocator
+        // (GlobalAlloc's contract); the copy reads at most its size and
+        // writes at most the new block's, and the blocks are distinct.
         unsafe {
             if layout.align() <= MALLOC_ALIGN {
                 return realloc(ptr, new_size);

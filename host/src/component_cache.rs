@@ -87,7 +87,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let meta = std::fs::metadata(dir)?;
     // Refuse a directory others can write: they could plant native code.
-    if meta.permissions().mode() & 0o022 != 0 || meta.uid() != unsafe { libc::geteuid() } {
+    if meta.permissions().mode() & 0o022 != 0 || meta.uid() != rustix::process::geteuid().as_raw() {
         wasmtime::bail!("{} is writable by others or not ours", dir.display());
     }
     Ok(())

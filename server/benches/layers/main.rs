@@ -380,6 +380,8 @@ fn native_like_capability(fork: bool) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if fork {
+        // SAFETY: the hook only calls prctl, async-signal-safe, between fork
+        // and exec.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
@@ -511,6 +513,9 @@ async fn instantiation_ablation(cfg: &Config, report: &mut Report) {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).unwrap();
+        // SAFETY: the bytes are `Component::serialize`'s output in this very
+        // process (below), trusted native code; an engine with other settings
+        // gets an error (the fallback), not a wrong component.
         let component = match serialized.as_deref().map(|b| unsafe { Component::deserialize(&engine, b) }) {
             Some(Ok(c)) => c,
             _ => Component::new(&engine, sandbox_process::GUEST_WASM).unwrap(),
@@ -649,6 +654,7 @@ fn ticker(count: u32, interval_ms: u64, delay_ms: u64) {
 /// CLOCK_MONOTONIC in ns: one clock for every process on the machine.
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

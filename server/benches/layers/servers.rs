@@ -105,6 +105,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SAFETY: kill takes plain integers and touches no memory of ours.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }

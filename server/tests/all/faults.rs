@@ -349,6 +349,7 @@ fn unique_marker(name: &str) -> String {
 /// SIGKILL to each of `pids` (they are this test's own leftovers).
 fn clean_up(pids: &[u32]) {
     for &pid in pids {
+        // SAFETY: kill takes plain integers and touches no memory of ours.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
 }
@@ -412,6 +413,7 @@ async fn sigkill_of_the_server_kills_its_children_by_parent_death_signal() {
     let ready = eventually(|| marked(&marker).len() >= 4).await;
     assert!(ready, "{:?}", marked(&marker));
 
+    // SAFETY: kill takes plain integers and touches no memory of ours.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
     s.child.wait().unwrap();
     // Every direct child dies with the server (PR_SET_PDEATHSIG).
@@ -436,6 +438,7 @@ async fn without_the_parent_death_signal_children_outlive_a_sigkilled_server() {
     let mut s = Server::start(&["--no-kill-on-exit", "--containment", "process-group"], None);
     let sleeper = start_marked(&s, &marker, "exec sleep 300", false).await as u32;
     assert!(eventually(|| proc_cmdline(sleeper) == "sleep 300").await);
+    // SAFETY: kill takes plain integers and touches no memory of ours.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
     s.child.wait().unwrap();
     // Any grace period would do: without the death signal nothing kills it.
@@ -488,6 +491,7 @@ async fn sigterm_is_not_held_up_by_clients_that_never_finish_a_request() {
     // The server has read what was sent (a request after them is answered).
     assert_eq!(s.get("/api/v1/health").await.status, 200);
 
+    // SAFETY: kill takes plain integers and touches no memory of ours.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
     let status = exits_within_bound(&mut s.child);
     assert!(status.is_some_and(|st| st.success()), "the server did not exit 0 after SIGTERM: {status:?}");

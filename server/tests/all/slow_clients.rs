@@ -40,9 +40,11 @@ fn start_with_nofile(args: &[&str], nofile: u64) -> Server {
 /// limit goes up to its hard one.
 fn raise_own_nofile(needed: u64) {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes only the rlimit it is given.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
     assert!(limit.rlim_max >= needed, "the test needs {needed} open files; the hard limit is {}", limit.rlim_max);
     limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads only the rlimit it is given.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
 }
 
@@ -96,6 +98,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 

@@ -48,9 +48,8 @@ fn raising_never_lowers_and_reaches_the_hard_limit() {
     let raised = raise_open_file_limit().unwrap();
     assert!(raised.soft >= raised.before);
     assert!(raised.soft <= raised.hard);
-    let mut now = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) }, 0);
-    assert_eq!(now.rlim_cur, raised.soft);
+    let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    assert_eq!(now.current, Some(raised.soft));
     let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open").unwrap().trim().parse().unwrap();
     assert_eq!(raised.soft, raised.hard.min(nr_open));
     // A second raise finds nothing to do.

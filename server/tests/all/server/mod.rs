@@ -167,6 +167,7 @@ impl Server {
 
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill takes plain integers and touches no memory of ours.
         unsafe { libc_kill(self.child.id() as i32, 15) };
         self.child.wait().unwrap()
     }
@@ -175,6 +176,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill takes plain integers and touches no memory of ours.
             unsafe { libc_kill(self.child.id() as i32, 15) };
             let _ = self.child.wait();
         }
